@@ -1,0 +1,43 @@
+# Thin wrapper around CMake: installs what is missing from Debian, configures, builds.
+#   make run    build and start the demo (two backends + the proxy)
+#   make test   every unit and integration test, normal build and ASan+UBSan build
+#   make bench  switchyard side by side with HAProxy and nginx (bench/run)
+
+BUILD      ?= build
+BUILD_SAN  ?= build-san
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
+                libhiredis-dev libcmocka-dev redis-server curl
+
+.PHONY: all deps build build-san run test test-unit test-integration bench fuzz clean
+
+all: build
+
+deps:
+	@./bench/install-deps $(DEB_PACKAGES)
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+$(BUILD_SAN)/Makefile:
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DSY_SANITIZE=ON
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-san: deps $(BUILD_SAN)/Makefile
+	cmake --build $(BUILD_SAN) -j $(JOBS)
+
+run: build
+	./bench/demo $(BUILD)
+
+test: build build-san
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	./bench/run $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,0 +1,456 @@
+/* cfgproxy.c - the config sections the data plane runs on: listen, admin,
+ * pools and routing. */
+#include "conf/cfgproxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#define SERVER_NAME_MAX 64
+#define DEFAULT_OVERRIDE_HEADER "X-Switchyard-Pool"
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+static const char *const default_allow_from[] = {"127.0.0.1/32", "::1/128"};
+
+/* One value that must be unique, remembered with where it was written. */
+struct seen {
+    const void *key;
+    size_t len;
+    size_t order; /* position in the file, since qsort is not stable */
+    char path[CFGWALK_PATH_MAX];
+};
+
+static int seen_cmp(const void *a, const void *b)
+{
+    const struct seen *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->key, y->key, n);
+
+    if (c)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Reports every entry of s (in file order) that repeats an earlier key, at
+ * its own path. Sorting keeps this O(n log n) for any number of entries. */
+static void report_duplicates(struct cfgwalk *w, struct seen *s, size_t n, const char *what,
+                              bool show_path_key)
+{
+    if (n < 2)
+        return;
+    qsort(s, n, sizeof(*s), seen_cmp);
+    for (size_t i = 1, first = 0; i < n; i++) {
+        if (s[i].len != s[first].len || memcmp(s[i].key, s[first].key, s[i].len) != 0) {
+            first = i;
+            continue;
+        }
+        if (show_path_key) {
+            char shown[96];
+            cfgwalk_error(w, s[i].path, false, "duplicate %s %s (first used at %s)", what,
+                          cfgwalk_quote(shown, sizeof(shown), s[i].key), s[first].path);
+        } else {
+            cfgwalk_error(w, s[i].path, false, "duplicate %s (also at %s)", what, s[first].path);
+        }
+    }
+}
+
+static void parse_tls(struct cfgwalk *w, const json_t *obj, const char *path, struct conf_listen *l)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"cert", CFGWALK_FILE, offsetof(struct conf_tls, cert), 0, 0, true},
+        {"key", CFGWALK_FILE, offsetof(struct conf_tls, key), 0, 0, true},
+    };
+
+    l->has_tls = true;
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), &l->tls);
+    /* Serving plain text where TLS was asked for would expose the traffic. */
+    cfgwalk_error(w, path, false, "TLS termination is not supported yet");
+}
+
+static void parse_listen_entry(struct cfgwalk *w, const json_t *obj, const char *path,
+                               struct conf_listen *l)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"addr", CFGWALK_ADDR, offsetof(struct conf_listen, addr), 0, 0, true},
+        {"tls", CFGWALK_CUSTOM, 0, 0, 0, false},
+    };
+    char p[CFGWALK_PATH_MAX];
+
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), l);
+    json_t *tls = cfgwalk_member(w, obj, path, "tls", CFGWALK_OBJECT, false, p, sizeof(p));
+    if (tls)
+        parse_tls(w, tls, p, l);
+}
+
+void cfgproxy_listen(struct cfgwalk *w, const json_t *root, struct config *cfg)
+{
+    char p[CFGWALK_PATH_MAX];
+    json_t *arr = cfgwalk_member(w, root, "", "listen", CFGWALK_ARRAY, false, p, sizeof(p));
+    size_t n = json_array_size(arr), nseen = 0;
+
+    if (!arr)
+        return;
+    if (!n) {
+        cfgwalk_error(w, p, false, "must have at least one entry");
+        return;
+    }
+    cfg->listen = calloc(n, sizeof(*cfg->listen));
+    struct seen *seen = calloc(n, sizeof(*seen));
+    if (!cfg->listen || !seen) {
+        w->oom = true;
+        free(seen);
+        return;
+    }
+    cfg->nlisten = n;
+    for (size_t i = 0; i < n; i++) {
+        struct conf_listen *l = &cfg->listen[i];
+        json_t *v = json_array_get(arr, i);
+        cfgwalk_path_index(p, sizeof(p), "listen", i);
+        if (!cfgwalk_expect(w, v, p, CFGWALK_OBJECT))
+            continue;
+        parse_listen_entry(w, v, p, l);
+        if (!l->addr.len)
+            continue;
+        seen[nseen].key = &l->addr.ss;
+        seen[nseen].len = l->addr.len;
+        seen[nseen].order = nseen;
+        cfgwalk_path_key(seen[nseen++].path, CFGWALK_PATH_MAX, p, "addr");
+    }
+    /* Two listeners on one address would both bind (SO_REUSEPORT) and
+     * silently share the traffic: almost certainly a copy-paste slip. */
+    report_duplicates(w, seen, nseen, "listen address", false);
+    free(seen);
+}
+
+/* Parses socket_mode: a string of octal digits, 0..0777. */
+static void parse_socket_mode(struct cfgwalk *w, const json_t *obj, struct conf_admin *a)
+{
+    char p[CFGWALK_PATH_MAX], shown[96];
+    json_t *v = json_object_get(obj, "socket_mode");
+
+    cfgwalk_path_key(p, sizeof(p), "admin", "socket_mode");
+    if (v && json_is_integer(v)) {
+        /* A bare 0660 is not JSON and 660 is not the mode the writer meant. */
+        cfgwalk_error(w, p, false, "expected a string of octal digits such as \"0660\", got %s",
+                      cfgwalk_literal(w, p, v, shown, sizeof(shown)));
+        return;
+    }
+    if (!v || !cfgwalk_expect(w, v, p, CFGWALK_STRING))
+        return;
+    const char *s = json_string_value(v);
+    size_t n = strlen(s);
+    if (n < 1 || n > 4 || strspn(s, "01234567") != n) {
+        cfgwalk_error(w, p, false, "cannot parse %s: expected octal digits such as \"0660\"",
+                      cfgwalk_quote(shown, sizeof(shown), s));
+        return;
+    }
+    unsigned long mode = strtoul(s, NULL, 8);
+    if (mode > 0777) {
+        cfgwalk_error(w, p, false, "out of range 0..0777 (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), s));
+        return;
+    }
+    a->socket_mode = (unsigned)mode;
+}
+
+static void parse_allow_uids(struct cfgwalk *w, const json_t *arr, const char *path,
+                             struct conf_admin *a)
+{
+    /* (uid_t)-1 means "no uid" to the kernel, so it cannot be allowed. */
+    static const struct cfgwalk_field uid = {"", CFGWALK_U32, 0, 0, 4294967294.0, false};
+    size_t n = json_array_size(arr);
+    char p[CFGWALK_PATH_MAX];
+    bool ok = true;
+
+    if (!n) {
+        cfgwalk_error(w, path, false, "must list at least one uid");
+        return;
+    }
+    uid_t *uids = calloc(n, sizeof(*uids));
+    if (!uids) {
+        w->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = 0;
+        cfgwalk_path_index(p, sizeof(p), path, i);
+        ok &= cfgwalk_value(w, json_array_get(arr, i), p, &uid, &v) == 0;
+        uids[i] = (uid_t)v;
+    }
+    if (!ok) {
+        free(uids);
+        return;
+    }
+    free(a->allow_uids);
+    a->allow_uids = uids;
+    a->nallow_uids = n;
+}
+
+void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"socket", CFGWALK_FILE, offsetof(struct conf_admin, socket), 0, 0, false},
+        {"socket_mode", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"allow_uids", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"http", CFGWALK_ADDR, offsetof(struct conf_admin, http), 0, 0, false},
+    };
+    char p[CFGWALK_PATH_MAX];
+    json_t *obj = cfgwalk_member(w, root, "", "admin", CFGWALK_OBJECT, false, p, sizeof(p));
+
+    if (!obj)
+        return;
+    (void)cfgwalk_object(w, obj, "admin", fields, NFIELDS(fields), a);
+    a->has_http = a->http.len != 0;
+    if (a->socket && strlen(a->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        cfgwalk_error(w, "admin.socket", false,
+                      "socket path too long once made absolute (%zu bytes, at most %zu): %s",
+                      strlen(a->socket), sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+                      a->socket);
+    parse_socket_mode(w, obj, a);
+    json_t *uids =
+        cfgwalk_member(w, obj, "admin", "allow_uids", CFGWALK_ARRAY, false, p, sizeof(p));
+    if (uids)
+        parse_allow_uids(w, uids, p, a);
+}
+
+bool cfgproxy_server_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 1 && n <= SERVER_NAME_MAX &&
+           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+static void parse_server(struct cfgwalk *w, const json_t *obj, const char *path,
+                         struct conf_server *s)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"name", CFGWALK_CUSTOM, 0, 0, 0, true},
+        {"addr", CFGWALK_ADDR, offsetof(struct conf_server, addr), 0, 0, true},
+        {"weight", CFGWALK_U32, offsetof(struct conf_server, weight), 1, 1000, false},
+    };
+    char p[CFGWALK_PATH_MAX], shown[96];
+
+    s->weight = 1;
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), s);
+    json_t *v = cfgwalk_member(w, obj, path, "name", CFGWALK_STRING, false, p, sizeof(p));
+    if (!v)
+        return;
+    const char *name = json_string_value(v);
+    if (!*name)
+        cfgwalk_error(w, p, false, "must not be empty");
+    else if (!cfgproxy_server_name_ok(name))
+        cfgwalk_error(w, p, false, "must be at most 64 characters from A-Z a-z 0-9 . _ - (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), name));
+    else
+        cfgwalk_set_string(w, &s->name, name);
+}
+
+static void parse_pool(struct cfgwalk *w, const json_t *obj, const char *path,
+                       struct conf_pool *pool)
+{
+    static const struct cfgwalk_field fields[] = {{"servers", CFGWALK_CUSTOM, 0, 0, 0, true}};
+    char p[CFGWALK_PATH_MAX], sp[CFGWALK_PATH_MAX];
+
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), pool);
+    json_t *arr = cfgwalk_member(w, obj, path, "servers", CFGWALK_ARRAY, false, p, sizeof(p));
+    size_t n = json_array_size(arr);
+    if (!arr)
+        return;
+    if (!n) {
+        cfgwalk_error(w, p, false, "must have at least one server");
+        return;
+    }
+    pool->servers = calloc(n, sizeof(*pool->servers));
+    if (!pool->servers) {
+        w->oom = true;
+        return;
+    }
+    pool->nservers = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+        cfgwalk_path_index(sp, sizeof(sp), p, i);
+        if (cfgwalk_expect(w, v, sp, CFGWALK_OBJECT))
+            parse_server(w, v, sp, &pool->servers[i]);
+    }
+}
+
+/* Server names identify servers in metrics, logs and commands, in both pools. */
+static void check_server_names(struct cfgwalk *w, const struct conf_pool *pools)
+{
+    size_t total = pools[CONF_BLUE].nservers + pools[CONF_GREEN].nservers, n = 0;
+    struct seen *seen = total ? calloc(total, sizeof(*seen)) : NULL;
+
+    if (total && !seen) {
+        w->oom = true;
+        return;
+    }
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        for (size_t i = 0; i < pools[c].nservers; i++) {
+            const char *name = pools[c].servers[i].name;
+            if (!name)
+                continue;
+            seen[n].key = name;
+            seen[n].len = strlen(name) + 1;
+            seen[n].order = n;
+            snprintf(seen[n++].path, CFGWALK_PATH_MAX, "pools.%s.servers[%zu].name",
+                     conf_colour_name((enum conf_colour)c), i);
+        }
+    }
+    report_duplicates(w, seen, n, "server name", true);
+    free(seen);
+}
+
+void cfgproxy_pools(struct cfgwalk *w, const json_t *root, struct conf_pool *pools)
+{
+    static const char *const colours[] = {"blue", "green", NULL};
+    char p[CFGWALK_PATH_MAX];
+    json_t *obj = cfgwalk_member(w, root, "", "pools", CFGWALK_OBJECT, false, p, sizeof(p));
+
+    if (!obj)
+        return;
+    cfgwalk_check_keys(w, obj, "pools", colours);
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        json_t *pool =
+            cfgwalk_member(w, obj, "pools", colours[c], CFGWALK_OBJECT, true, p, sizeof(p));
+        if (pool)
+            parse_pool(w, pool, p, &pools[c]);
+    }
+    check_server_names(w, pools);
+}
+
+static void parse_stable(struct cfgwalk *w, const json_t *obj, struct conf_routing *r)
+{
+    char p[CFGWALK_PATH_MAX], shown[96];
+    json_t *v = cfgwalk_member(w, obj, "routing", "stable", CFGWALK_STRING, false, p, sizeof(p));
+    const char *s = v ? json_string_value(v) : NULL;
+
+    if (!s)
+        return;
+    if (strcmp(s, "blue") == 0)
+        r->stable = CONF_BLUE;
+    else if (strcmp(s, "green") == 0)
+        r->stable = CONF_GREEN;
+    else
+        cfgwalk_error(w, p, false, "must be \"blue\" or \"green\" (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), s));
+}
+
+static void parse_sticky(struct cfgwalk *w, const json_t *obj, const char *path,
+                         struct conf_routing *r)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"cookie", CFGWALK_TOKEN, offsetof(struct conf_routing, sticky_cookie), 0, 0, false},
+        {"header", CFGWALK_TOKEN, offsetof(struct conf_routing, sticky_header), 0, 0, false},
+        {"client_addr", CFGWALK_BOOL, offsetof(struct conf_routing, sticky_client_addr), 0, 0,
+         false},
+    };
+
+    r->sticky_client_addr = true;
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), r);
+}
+
+/* Stores the CIDR list; on any bad entry the list stays as it was. */
+static void parse_allow_from(struct cfgwalk *w, const json_t *arr, const char *path,
+                             struct conf_routing *r)
+{
+    size_t n = json_array_size(arr);
+    struct conf_cidr *list = n ? calloc(n, sizeof(*list)) : NULL;
+    char p[CFGWALK_PATH_MAX], shown[96];
+    bool ok = true;
+
+    if (n && !list) {
+        w->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+        const char *why;
+        cfgwalk_path_index(p, sizeof(p), path, i);
+        if (!cfgwalk_expect(w, v, p, CFGWALK_STRING)) {
+            ok = false;
+        } else if (conf_cidr_parse(json_string_value(v), &list[i], &why) < 0) {
+            cfgwalk_error(w, p, false, "cannot parse %s: %s",
+                          cfgwalk_quote(shown, sizeof(shown), json_string_value(v)), why);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        free(list);
+        return;
+    }
+    free(r->override_allow);
+    r->override_allow = list;
+    r->noverride_allow = n;
+}
+
+static void parse_override(struct cfgwalk *w, const json_t *obj, const char *path,
+                           struct conf_routing *r)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"header", CFGWALK_TOKEN, offsetof(struct conf_routing, override_header), 0, 0, false},
+        {"allow_from", CFGWALK_CUSTOM, 0, 0, 0, false},
+    };
+    const size_t ndef = NFIELDS(default_allow_from);
+    char p[CFGWALK_PATH_MAX];
+    const char *why;
+
+    cfgwalk_set_string(w, &r->override_header, DEFAULT_OVERRIDE_HEADER);
+    r->override_allow = calloc(ndef, sizeof(*r->override_allow));
+    if (!r->override_allow) {
+        w->oom = true;
+        return;
+    }
+    r->noverride_allow = ndef;
+    for (size_t i = 0; i < ndef; i++)
+        (void)conf_cidr_parse(default_allow_from[i], &r->override_allow[i], &why);
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), r);
+    json_t *arr = cfgwalk_member(w, obj, path, "allow_from", CFGWALK_ARRAY, false, p, sizeof(p));
+    if (arr)
+        parse_allow_from(w, arr, p, r);
+}
+
+void cfgproxy_routing(struct cfgwalk *w, const json_t *root, struct conf_routing *r)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"stable", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"candidate_percent", CFGWALK_BP, offsetof(struct conf_routing, candidate_bp), 0, 100,
+         false},
+        {"sticky", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"override", CFGWALK_CUSTOM, 0, 0, 0, false},
+    };
+    char p[CFGWALK_PATH_MAX];
+    json_t *obj = cfgwalk_member(w, root, "", "routing", CFGWALK_OBJECT, false, p, sizeof(p));
+    json_t *v;
+
+    if (!obj)
+        return;
+    (void)cfgwalk_object(w, obj, "routing", fields, NFIELDS(fields), r);
+    parse_stable(w, obj, r);
+    if ((v = cfgwalk_member(w, obj, "routing", "sticky", CFGWALK_OBJECT, false, p, sizeof(p))))
+        parse_sticky(w, v, p, r);
+    if ((v = cfgwalk_member(w, obj, "routing", "override", CFGWALK_OBJECT, false, p, sizeof(p))))
+        parse_override(w, v, p, r);
+}
+
+void cfgproxy_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        free(cfg->listen[i].tls.cert);
+        free(cfg->listen[i].tls.key);
+    }
+    free(cfg->listen);
+    free(cfg->admin.socket);
+    free(cfg->admin.allow_uids);
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        for (size_t i = 0; i < cfg->pools[c].nservers; i++)
+            free(cfg->pools[c].servers[i].name);
+        free(cfg->pools[c].servers);
+    }
+    free(cfg->routing.sticky_cookie);
+    free(cfg->routing.sticky_header);
+    free(cfg->routing.override_header);
+    free(cfg->routing.override_allow);
+}
