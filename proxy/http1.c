@@ -1,0 +1,902 @@
+/* http1.c - strict HTTP/1.1 head parsing and chunked framing (RFC 9110, RFC 9112).
+ *
+ * The head parsers make one left-to-right pass over the bytes and decide at
+ * each position from the bytes seen so far only. That is what makes them
+ * safely incremental: a prefix of a head either yields HTTP1_INCOMPLETE or the
+ * very answer the whole head would yield, so an error is reported as soon as
+ * the byte that causes it has arrived. Heads are small (the caller bounds them
+ * by max_bytes), so a call with a longer buffer simply rescans from the start.
+ */
+#include "proxy/http1.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* Byte classes, one table so that every byte costs a single load. */
+#define C_TCHAR 0x01  /* token (RFC 9110 5.6.2) */
+#define C_VALUE 0x02  /* field-value byte: VCHAR, SP, HTAB, obs-text */
+#define C_VCHAR 0x04  /* visible ASCII, the request-target alphabet */
+#define C_QDTEXT 0x08 /* quoted-string text (RFC 9110 5.6.4) */
+#define C_OWS 0x10    /* SP or HTAB */
+
+static const uint8_t char_class[256] = {
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x1a, 0x0f, 0x06, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0e, 0x0e, 0x0f, 0x0f, 0x0e, 0x0f, 0x0f, 0x0e,
+    0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0e, 0x0e, 0x0e, 0x0e, 0x0e, 0x0e,
+    0x0e, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f,
+    0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0e, 0x06, 0x0e, 0x0f, 0x0f,
+    0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f,
+    0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0e, 0x0f, 0x0e, 0x0f, 0x00,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+    0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
+};
+
+static inline bool is_class(char c, uint8_t cls)
+{
+    return (char_class[(uint8_t)c] & cls) != 0;
+}
+
+static inline uint8_t lower(char c)
+{
+    uint8_t u = (uint8_t)c;
+    return (u >= 'A' && u <= 'Z') ? (uint8_t)(u + ('a' - 'A')) : u;
+}
+
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* True when a[0..n) equals b[0..b_len), ignoring ASCII case. */
+static bool eq_nocase(const char *a, size_t n, const char *b, size_t b_len)
+{
+    if (n != b_len)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (lower(a[i]) != lower(b[i]))
+            return false;
+    }
+    return true;
+}
+
+#define EQ_LIT(s, n, lit) eq_nocase((s), (n), lit, sizeof(lit) - 1)
+
+static const char *skip_class(const char *p, const char *end, uint8_t cls)
+{
+    while (p < end && is_class(*p, cls))
+        p++;
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small public helpers                                                      */
+
+bool http1_header_is(const struct http1_header *h, const char *name)
+{
+    return eq_nocase(h->name, h->name_len, name, strlen(name));
+}
+
+const struct http1_header *http1_header_find(const struct http1_header *headers, size_t n,
+                                             const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (http1_header_is(&headers[i], name))
+            return &headers[i];
+    }
+    return NULL;
+}
+
+bool http1_list_has(const char *value, size_t len, const char *token)
+{
+    size_t tok_len = strlen(token);
+    const char *p = value;
+    const char *end = value + len;
+
+    while (p < end) {
+        p = skip_class(p, end, C_OWS);
+        const char *elem = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *elem_end = p;
+        while (elem_end > elem && is_class(elem_end[-1], C_OWS))
+            elem_end--;
+        if (eq_nocase(elem, (size_t)(elem_end - elem), token, tok_len))
+            return true;
+        if (p < end)
+            p++; /* the comma */
+    }
+    return false;
+}
+
+/* The table is packed by hand, a row per line would be 40 lines. */
+/* clang-format off */
+static const struct {
+    int status;
+    const char *text;
+} reasons[] = {
+    {100, "Continue"}, {101, "Switching Protocols"}, {103, "Early Hints"}, {200, "OK"},
+    {201, "Created"}, {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
+    {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
+    {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
+    {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
+    {408, "Request Timeout"}, {409, "Conflict"}, {411, "Length Required"},
+    {413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
+    {417, "Expectation Failed"}, {421, "Misdirected Request"}, {426, "Upgrade Required"},
+    {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+    {503, "Service Unavailable"}, {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+};
+/* clang-format on */
+
+const char *http1_reason(int status)
+{
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (reasons[i].status == status)
+            return reasons[i].text;
+    }
+    return "Unknown";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scanning primitives of the head parsers                                   */
+
+struct cursor {
+    const char *p;
+    const char *end; /* never past max_bytes */
+};
+
+/* Consumes a CRLF. A CR followed by anything else, or a bare LF, is BAD. */
+static int expect_crlf(struct cursor *c)
+{
+    if (c->p == c->end)
+        return HTTP1_INCOMPLETE;
+    if (*c->p != '\r')
+        return HTTP1_BAD;
+    if (c->p + 1 == c->end)
+        return HTTP1_INCOMPLETE;
+    if (c->p[1] != '\n')
+        return HTTP1_BAD;
+    c->p += 2;
+    return 0;
+}
+
+/* Consumes the exact bytes lit[0..n); a matching prefix cut by the end of the
+ * input is INCOMPLETE, any differing byte is BAD at once. */
+static int expect_lit(struct cursor *c, const char *lit, size_t n)
+{
+    size_t avail = (size_t)(c->end - c->p);
+    size_t k = avail < n ? avail : n;
+
+    if (memcmp(c->p, lit, k) != 0)
+        return HTTP1_BAD;
+    if (k < n)
+        return HTTP1_INCOMPLETE;
+    c->p += n;
+    return 0;
+}
+
+/* Reads "HTTP/1.0" or "HTTP/1.1": other versions are not ours to parse. */
+static int parse_version(struct cursor *c, int *minor)
+{
+    int r = expect_lit(c, "HTTP/1.", 7);
+
+    if (r != 0)
+        return r;
+    if (c->p == c->end)
+        return HTTP1_INCOMPLETE;
+    if (*c->p != '0' && *c->p != '1')
+        return HTTP1_BAD;
+    *minor = *c->p - '0';
+    c->p++;
+    return 0;
+}
+
+/* Parses one field line "name: value CRLF" into h (pointers borrowed from the
+ * buffer). No whitespace may precede the colon (RFC 9112 5.1); the value
+ * loses its surrounding OWS. */
+static int parse_field(struct cursor *c, struct http1_header *h)
+{
+    const char *name = c->p;
+    const char *p = skip_class(name, c->end, C_TCHAR);
+
+    if (p == c->end)
+        return HTTP1_INCOMPLETE;
+    if (*p != ':' || p == name)
+        return HTTP1_BAD;
+    h->name = name;
+    h->name_len = (size_t)(p - name);
+    p = skip_class(p + 1, c->end, C_OWS);
+    const char *value = p;
+    p = skip_class(p, c->end, C_VALUE);
+    const char *value_end = p;
+    while (value_end > value && is_class(value_end[-1], C_OWS))
+        value_end--;
+    h->value = value;
+    h->value_len = (size_t)(value_end - value);
+    c->p = p;
+    return expect_crlf(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* What the fields say about framing and the connection                      */
+
+struct head_facts {
+    bool request;
+    int minor_version;
+    unsigned hosts;
+    bool has_cl;
+    bool has_te; /* always exactly "chunked": anything else was rejected */
+    bool has_upgrade;
+    bool conn_close;
+    bool conn_keep_alive;
+    bool conn_upgrade;
+    bool expect_continue;
+    uint64_t content_length;
+};
+
+/* Parses a Content-Length value: a comma list of 1*DIGIT elements that must
+ * all be equal (RFC 9112 6.3 lets a recipient accept "5, 5"), each at most
+ * 2^63-1. Signs, inner spaces and empty elements are rejected. */
+static int parse_content_length(const char *v, size_t len, uint64_t *out)
+{
+    const char *p = v;
+    const char *end = v + len;
+    bool have = false;
+
+    for (;;) {
+        const char *digits = p = skip_class(p, end, C_OWS);
+        uint64_t n = 0;
+        while (p < end && is_digit(*p)) {
+            unsigned d = (unsigned)(*p - '0');
+            if (n > ((uint64_t)INT64_MAX - d) / 10)
+                return -1;
+            n = n * 10 + d;
+            p++;
+        }
+        if (p == digits || (have && n != *out))
+            return -1;
+        *out = n;
+        have = true;
+        p = skip_class(p, end, C_OWS);
+        if (p == end)
+            return 0;
+        if (*p != ',')
+            return -1;
+        p++;
+    }
+}
+
+static int note_content_length(struct head_facts *f, const struct http1_header *h)
+{
+    uint64_t n = 0;
+
+    if (parse_content_length(h->value, h->value_len, &n) < 0)
+        return -1;
+    /* Several Content-Length lines must agree, and never meet a
+     * Transfer-Encoding: either is a classic request smuggling vector. */
+    if (f->has_te || (f->has_cl && n != f->content_length))
+        return -1;
+    f->has_cl = true;
+    f->content_length = n;
+    return 0;
+}
+
+static int note_transfer_encoding(struct head_facts *f, const struct http1_header *h)
+{
+    /* Only a lone "chunked" is accepted: we implement no other coding (RFC
+     * 9112 6.1 would allow a 501 for those; a 400 closes just the same), a
+     * second TE line would make the list "chunked, chunked", and TE beside
+     * Content-Length or in an HTTP/1.0 message is faulty framing (6.1, 6.3). */
+    if (f->has_te || f->has_cl || f->minor_version == 0)
+        return -1;
+    if (!EQ_LIT(h->value, h->value_len, "chunked"))
+        return -1;
+    f->has_te = true;
+    return 0;
+}
+
+static int note_host(struct head_facts *f, const struct http1_header *h)
+{
+    /* A host never holds whitespace or non-ASCII; an invalid Host is a 400
+     * (RFC 9112 3.2), so is a repeated one, which is counted here. */
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (!is_class(h->value[i], C_VCHAR))
+            return -1;
+    }
+    f->hosts++;
+    return f->hosts > 1 ? -1 : 0;
+}
+
+static void note_connection(struct head_facts *f, const struct http1_header *h)
+{
+    f->conn_close |= http1_list_has(h->value, h->value_len, "close");
+    f->conn_keep_alive |= http1_list_has(h->value, h->value_len, "keep-alive");
+    f->conn_upgrade |= http1_list_has(h->value, h->value_len, "upgrade");
+}
+
+/* Folds one field into the facts; -1 when the field makes the message BAD.
+ * Dispatching on the name length first keeps unrelated fields cheap. */
+static int note_field(struct head_facts *f, const struct http1_header *h)
+{
+    switch (h->name_len) {
+    case 4:
+        if (f->request && EQ_LIT(h->name, 4, "host"))
+            return note_host(f, h);
+        break;
+    case 6:
+        if (f->request && EQ_LIT(h->name, 6, "expect")) {
+            /* The only expectation there is; we cannot meet any other
+             * (RFC 9110 10.1.1 says 417, a 400 serves as well here). */
+            if (!EQ_LIT(h->value, h->value_len, "100-continue"))
+                return -1;
+            f->expect_continue = true;
+        }
+        break;
+    case 7:
+        if (EQ_LIT(h->name, 7, "upgrade"))
+            f->has_upgrade = true;
+        break;
+    case 10:
+        if (EQ_LIT(h->name, 10, "connection"))
+            note_connection(f, h);
+        break;
+    case 14:
+        if (EQ_LIT(h->name, 14, "content-length"))
+            return note_content_length(f, h);
+        break;
+    case 17:
+        if (EQ_LIT(h->name, 17, "transfer-encoding"))
+            return note_transfer_encoding(f, h);
+        break;
+    }
+    return 0;
+}
+
+/* Parses the field lines and the empty line that ends the head. Returns 0
+ * with *n fields stored in headers[], or a parser result. */
+static int parse_fields(struct cursor *c, struct http1_header *headers, size_t max_headers,
+                        size_t *n, struct head_facts *f)
+{
+    *n = 0;
+    for (;;) {
+        if (c->p == c->end)
+            return HTTP1_INCOMPLETE;
+        if (*c->p == '\r')
+            return expect_crlf(c);
+        /* A line starting with whitespace is obs-fold (or whitespace between
+         * the start-line and the first field): both are rejected (5.2, 2.2). */
+        if (is_class(*c->p, C_OWS))
+            return HTTP1_BAD;
+        if (*n == max_headers)
+            return HTTP1_TOO_LARGE;
+        int r = parse_field(c, &headers[*n]);
+        if (r != 0)
+            return r;
+        if (note_field(f, &headers[*n]) < 0)
+            return HTTP1_BAD;
+        (*n)++;
+    }
+}
+
+static unsigned connection_flags(const struct head_facts *f)
+{
+    unsigned flags = 0;
+
+    if (f->conn_close || (f->minor_version == 0 && !f->conn_keep_alive))
+        flags |= HTTP1_F_CLOSE;
+    if (f->conn_upgrade && f->has_upgrade)
+        flags |= HTTP1_F_UPGRADE;
+    return flags;
+}
+
+/* Turns a scan status into the parsers' result. The scan never looks past
+ * max_bytes, so running out of input there means the head is too large. */
+static int head_result(int r, const struct cursor *c, const char *buf, size_t len, size_t max)
+{
+    if (r == HTTP1_INCOMPLETE && len >= max)
+        return HTTP1_TOO_LARGE;
+    if (r < 0)
+        return r;
+    return (int)(c->p - buf);
+}
+
+static struct cursor head_cursor(const char *buf, size_t len, size_t *max_bytes)
+{
+    struct cursor c;
+
+    /* The result is an int: a head cannot be longer than INT_MAX. */
+    if (*max_bytes > INT_MAX)
+        *max_bytes = INT_MAX;
+    c.p = buf;
+    c.end = buf + (len < *max_bytes ? len : *max_bytes);
+    return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+static enum http1_method method_id(const char *m, size_t n)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+        enum http1_method id;
+    } methods[] = {
+        {"GET", 3, HTTP1_M_GET},         {"HEAD", 4, HTTP1_M_HEAD},
+        {"POST", 4, HTTP1_M_POST},       {"PUT", 3, HTTP1_M_PUT},
+        {"DELETE", 6, HTTP1_M_DELETE},   {"OPTIONS", 7, HTTP1_M_OPTIONS},
+        {"CONNECT", 7, HTTP1_M_CONNECT},
+    };
+
+    /* Method names are case-sensitive (RFC 9110 9.1): "get" is another one. */
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (n == methods[i].len && memcmp(m, methods[i].name, n) == 0)
+            return methods[i].id;
+    }
+    return HTTP1_M_OTHER;
+}
+
+/* authority-form (RFC 9112 3.2.3): uri-host ":" port, no userinfo, no path. */
+static bool authority_form_ok(const char *t, size_t n)
+{
+    size_t colon = n;
+
+    while (colon > 0 && t[colon - 1] != ':')
+        colon--;
+    if (colon < 2 || n - colon < 1 || n - colon > 5)
+        return false; /* no colon, empty host, or no or too long a port */
+    for (size_t i = colon; i < n; i++) {
+        if (!is_digit(t[i]))
+            return false;
+    }
+    for (size_t i = 0; i < colon - 1; i++) {
+        if (t[i] == '/' || t[i] == '?' || t[i] == '#' || t[i] == '@')
+            return false;
+    }
+    return true;
+}
+
+/* absolute-form (3.2.2), limited to the schemes a web proxy serves, with a
+ * non-empty authority. */
+static bool absolute_form_ok(const char *t, size_t n)
+{
+    size_t skip;
+
+    if (n > 7 && EQ_LIT(t, 7, "http://"))
+        skip = 7;
+    else if (n > 8 && EQ_LIT(t, 8, "https://"))
+        skip = 8;
+    else
+        return false;
+    return t[skip] != '/' && t[skip] != '?' && t[skip] != '#';
+}
+
+/* Each request-target form belongs to its methods (RFC 9112 3.2). */
+static bool target_form_ok(enum http1_method m, const char *t, size_t n)
+{
+    if (m == HTTP1_M_CONNECT)
+        return authority_form_ok(t, n);
+    if (t[0] == '/')
+        return true;
+    if (n == 1 && t[0] == '*')
+        return m == HTTP1_M_OPTIONS;
+    return absolute_form_ok(t, n);
+}
+
+static int parse_request_line(struct cursor *c, struct http1_request *req)
+{
+    /* RFC 9112 2.2: a server SHOULD ignore empty lines before the request. */
+    while (c->p < c->end && *c->p == '\r') {
+        int r = expect_crlf(c);
+        if (r != 0)
+            return r;
+    }
+    req->method = c->p;
+    const char *p = skip_class(c->p, c->end, C_TCHAR);
+    if (p == c->end)
+        return HTTP1_INCOMPLETE;
+    if (*p != ' ' || p == req->method)
+        return HTTP1_BAD;
+    req->method_len = (size_t)(p - req->method);
+    req->method_id = method_id(req->method, req->method_len);
+    req->target = ++p;
+    p = skip_class(p, c->end, C_VCHAR);
+    if (p == c->end)
+        return HTTP1_INCOMPLETE;
+    req->target_len = (size_t)(p - req->target);
+    if (*p != ' ' || req->target_len == 0 ||
+        !target_form_ok(req->method_id, req->target, req->target_len))
+        return HTTP1_BAD;
+    c->p = p + 1;
+    int r = parse_version(c, &req->minor_version);
+    return r != 0 ? r : expect_crlf(c);
+}
+
+static int finish_request(struct http1_request *req, const struct head_facts *f)
+{
+    if (f->minor_version == 1 && f->hosts != 1)
+        return HTTP1_BAD; /* RFC 9112 3.2: Host is mandatory in 1.1 */
+    req->body = HTTP1_BODY_NONE;
+    req->content_length = 0;
+    if (f->has_te) {
+        req->body = HTTP1_BODY_CHUNKED;
+    } else if (f->has_cl) {
+        req->body = HTTP1_BODY_LENGTH;
+        req->content_length = f->content_length;
+    }
+    req->flags = connection_flags(f);
+    /* 100-continue in an HTTP/1.0 request MUST be ignored (RFC 9110 10.1.1). */
+    if (f->expect_continue && f->minor_version == 1)
+        req->flags |= HTTP1_F_EXPECT_CONTINUE;
+    if (f->hosts == 1)
+        req->flags |= HTTP1_F_HAS_HOST;
+    return 0;
+}
+
+int http1_parse_request(const char *buf, size_t len, size_t max_bytes, struct http1_header *headers,
+                        size_t max_headers, struct http1_request *req)
+{
+    struct cursor c = head_cursor(buf, len, &max_bytes);
+    struct head_facts f = {.request = true};
+
+    req->headers = headers;
+    req->num_headers = 0;
+    int r = parse_request_line(&c, req);
+    if (r == 0) {
+        f.minor_version = req->minor_version;
+        r = parse_fields(&c, headers, max_headers, &req->num_headers, &f);
+    }
+    if (r == 0)
+        r = finish_request(req, &f);
+    return head_result(r, &c, buf, len, max_bytes);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                 */
+
+/* status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ] CRLF. The
+ * " reason" part is also accepted absent, as many servers send it so. */
+static int parse_status_line(struct cursor *c, struct http1_response *res)
+{
+    int r = parse_version(c, &res->minor_version);
+
+    if (r != 0)
+        return r;
+    if ((r = expect_lit(c, " ", 1)) != 0)
+        return r;
+    res->status = 0;
+    for (int i = 0; i < 3; i++, c->p++) {
+        if (c->p == c->end)
+            return HTTP1_INCOMPLETE;
+        if (!is_digit(*c->p))
+            return HTTP1_BAD;
+        res->status = res->status * 10 + (*c->p - '0');
+    }
+    if (res->status < 100 || res->status > 599)
+        return HTTP1_BAD;
+    if (c->p == c->end)
+        return HTTP1_INCOMPLETE;
+    res->reason = c->p;
+    res->reason_len = 0;
+    if (*c->p == ' ') {
+        res->reason = ++c->p;
+        c->p = skip_class(c->p, c->end, C_VALUE);
+        res->reason_len = (size_t)(c->p - res->reason);
+    }
+    return expect_crlf(c);
+}
+
+/* Decides the body of a response (RFC 9112 6.3). */
+static int finish_response(struct http1_response *res, const struct head_facts *f,
+                           enum http1_method request_method)
+{
+    bool no_content = res->status < 200 || res->status == 204;
+
+    /* 1xx and 204 must not carry framing (RFC 9112 6.1, RFC 9110 8.6); one
+     * that does is confused about its own messages and is not trusted. */
+    if (no_content && (f->has_te || (f->has_cl && f->content_length != 0)))
+        return HTTP1_BAD;
+    res->body = HTTP1_BODY_NONE;
+    res->content_length = 0;
+    res->flags = connection_flags(f);
+    if (no_content || res->status == 304 || request_method == HTTP1_M_HEAD ||
+        (request_method == HTTP1_M_CONNECT && res->status < 300))
+        return 0;
+    if (f->has_te) {
+        res->body = HTTP1_BODY_CHUNKED;
+    } else if (f->has_cl) {
+        res->body = HTTP1_BODY_LENGTH;
+        res->content_length = f->content_length;
+    } else {
+        res->body = HTTP1_BODY_CLOSE;
+        res->flags |= HTTP1_F_CLOSE; /* the close is what ends this body */
+    }
+    return 0;
+}
+
+int http1_parse_response(const char *buf, size_t len, size_t max_bytes,
+                         struct http1_header *headers, size_t max_headers,
+                         enum http1_method request_method, struct http1_response *res)
+{
+    struct cursor c = head_cursor(buf, len, &max_bytes);
+    struct head_facts f = {.request = false};
+
+    res->headers = headers;
+    res->num_headers = 0;
+    /* Unlike a request, a response gets no leniency for leading empty
+     * lines: they would mean the previous body's framing was wrong. */
+    int r = parse_status_line(&c, res);
+    if (r == 0) {
+        f.minor_version = res->minor_version;
+        r = parse_fields(&c, headers, max_headers, &res->num_headers, &f);
+    }
+    if (r == 0)
+        r = finish_response(res, &f, request_method);
+    return head_result(r, &c, buf, len, max_bytes);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chunked framing (RFC 9112 7.1)                                            */
+
+/* Scanner states kept in c->sub, per framing state. */
+enum {
+    /* HTTP1_CHUNK_SIZE: chunk-size [ chunk-ext ] CRLF */
+    SZ_HEX = 0,  /* in chunk-size */
+    SZ_SEMI_WS,  /* BWS after the size or an extension: a ";" must follow */
+    SZ_NAME_PRE, /* BWS after ";" */
+    SZ_NAME,     /* in ext-name */
+    SZ_NAME_WS,  /* BWS after ext-name: "=" or ";" must follow */
+    SZ_VAL_PRE,  /* BWS after "=" */
+    SZ_TOKEN,    /* in a token ext-val */
+    SZ_QUOTED,   /* in a quoted-string ext-val */
+    SZ_QESC,     /* after a backslash in a quoted-string */
+    SZ_AFTER_Q,  /* after the closing quote */
+    SZ_LF,       /* after the line's CR */
+    /* HTTP1_CHUNK_DATA_CRLF */
+    DC_CR = 0,
+    DC_LF,
+    /* HTTP1_CHUNK_TRAILERS: *( field-line CRLF ) CRLF */
+    TR_START = 0, /* at the start of a line */
+    TR_NAME,
+    TR_VALUE,
+    TR_LF,     /* after a field line's CR */
+    TR_END_LF, /* after the CR of the empty line */
+};
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void http1_chunked_init(struct http1_chunked *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->state = HTTP1_CHUNK_SIZE;
+    c->sub = SZ_HEX;
+}
+
+/* One digit of chunk-size into data_left. At most 16 digits, and the value
+ * must stay within 2^63-1 so that every consumer can hold it signed. */
+static int size_digit(struct http1_chunked *c, int d)
+{
+    if (c->line_len > 16 || c->data_left > ((uint64_t)INT64_MAX - (uint64_t)d) / 16)
+        return -1;
+    c->data_left = c->data_left * 16 + (uint64_t)d;
+    return 0;
+}
+
+/* The next scanner state after the ext-name or ext-val byte ch ended it. */
+static int ext_end(char ch)
+{
+    if (ch == ';')
+        return SZ_NAME_PRE;
+    if (ch == '\r')
+        return SZ_LF;
+    return is_class(ch, C_OWS) ? SZ_SEMI_WS : -1;
+}
+
+/* ext-name and the BWS around it: ";" BWS ext-name BWS, then "=" or the end. */
+static int ext_name_step(uint8_t sub, char ch)
+{
+    bool ows = is_class(ch, C_OWS);
+
+    switch (sub) {
+    case SZ_SEMI_WS:
+        return ows ? SZ_SEMI_WS : ch == ';' ? SZ_NAME_PRE : -1;
+    case SZ_NAME_PRE:
+        return ows ? SZ_NAME_PRE : is_class(ch, C_TCHAR) ? SZ_NAME : -1;
+    case SZ_NAME:
+        if (is_class(ch, C_TCHAR))
+            return SZ_NAME;
+        return ch == '=' ? SZ_VAL_PRE : ows ? SZ_NAME_WS : ext_end(ch);
+    default: /* SZ_NAME_WS: the whitespace must lead somewhere */
+        if (ows)
+            return SZ_NAME_WS;
+        return ch == '=' ? SZ_VAL_PRE : ch == ';' ? SZ_NAME_PRE : -1;
+    }
+}
+
+/* ext-val: BWS ( token / quoted-string ). */
+static int ext_value_step(uint8_t sub, char ch)
+{
+    switch (sub) {
+    case SZ_VAL_PRE:
+        if (is_class(ch, C_OWS))
+            return SZ_VAL_PRE;
+        return ch == '"' ? SZ_QUOTED : is_class(ch, C_TCHAR) ? SZ_TOKEN : -1;
+    case SZ_TOKEN:
+        return is_class(ch, C_TCHAR) ? SZ_TOKEN : ext_end(ch);
+    case SZ_QUOTED:
+        if (ch == '"')
+            return SZ_AFTER_Q;
+        if (ch == '\\')
+            return SZ_QESC;
+        return is_class(ch, C_QDTEXT) ? SZ_QUOTED : -1;
+    case SZ_QESC: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+        return is_class(ch, C_VALUE) ? SZ_QUOTED : -1;
+    default: /* SZ_AFTER_Q */
+        return ext_end(ch);
+    }
+}
+
+/* Advances the chunk-size line scanner over ch; returns the next sub state
+ * or -1. line_len already counts ch. */
+static int size_line_step(struct http1_chunked *c, char ch)
+{
+    int d;
+
+    if (c->sub == SZ_HEX) {
+        if ((d = hex_value(ch)) >= 0)
+            return size_digit(c, d) < 0 ? -1 : SZ_HEX;
+        return c->line_len == 1 ? -1 : ext_end(ch); /* the size is 1*HEXDIG */
+    }
+    if (c->sub <= SZ_NAME_WS)
+        return ext_name_step(c->sub, ch);
+    return ext_value_step(c->sub, ch);
+}
+
+/* Consumes bytes of a chunk-size line; returns the count or -1. */
+static ssize_t parse_size_line(struct http1_chunked *c, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (++c->line_len > HTTP1_CHUNK_LINE_MAX)
+            return -1;
+        if (c->sub != SZ_LF) {
+            int next = size_line_step(c, buf[i]);
+            if (next < 0)
+                return -1;
+            c->sub = (uint8_t)next;
+            continue;
+        }
+        if (buf[i] != '\n')
+            return -1;
+        c->line_len = 0;
+        if (c->data_left == 0) {
+            c->state = HTTP1_CHUNK_TRAILERS; /* last-chunk */
+            c->sub = TR_START;
+        } else {
+            c->state = HTTP1_CHUNK_DATA; /* the caller moves the data */
+        }
+        return (ssize_t)(i + 1);
+    }
+    return (ssize_t)len;
+}
+
+/* Consumes the CRLF that closes a chunk's data. */
+static ssize_t parse_data_crlf(struct http1_chunked *c, const char *buf, size_t len)
+{
+    size_t i = 0;
+
+    if (c->sub == DC_CR && i < len) {
+        if (buf[i++] != '\r')
+            return -1;
+        c->sub = DC_LF;
+    }
+    if (c->sub == DC_LF && i < len) {
+        if (buf[i++] != '\n')
+            return -1;
+        c->state = HTTP1_CHUNK_SIZE;
+        c->sub = SZ_HEX;
+        c->line_len = 0;
+        c->data_left = 0;
+    }
+    return (ssize_t)i;
+}
+
+static int trailer_step(uint8_t sub, char ch)
+{
+    switch (sub) {
+    case TR_START:
+        if (ch == '\r')
+            return TR_END_LF;
+        return is_class(ch, C_TCHAR) ? TR_NAME : -1; /* obs-fold too is BAD */
+    case TR_NAME:
+        if (ch == ':')
+            return TR_VALUE;
+        return is_class(ch, C_TCHAR) ? TR_NAME : -1;
+    case TR_VALUE:
+        if (ch == '\r')
+            return TR_LF;
+        return is_class(ch, C_VALUE) ? TR_VALUE : -1;
+    case TR_LF:
+        return ch == '\n' ? TR_START : -1;
+    }
+    return -1;
+}
+
+/* Consumes trailer section bytes. The fields are only checked, not kept:
+ * the caller forwards the bytes as they are. */
+static ssize_t parse_trailers(struct http1_chunked *c, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (++c->trailer_bytes > HTTP1_CHUNK_TRAILERS_MAX)
+            return -1;
+        if (c->sub == TR_END_LF) {
+            if (buf[i] != '\n')
+                return -1;
+            c->state = HTTP1_CHUNK_DONE;
+            return (ssize_t)(i + 1);
+        }
+        int next = trailer_step(c->sub, buf[i]);
+        if (next < 0)
+            return -1;
+        c->sub = (uint8_t)next;
+    }
+    return (ssize_t)len;
+}
+
+ssize_t http1_chunked_parse(struct http1_chunked *c, const char *buf, size_t len)
+{
+    size_t used = 0;
+
+    while (used < len) {
+        ssize_t n;
+        switch (c->state) {
+        case HTTP1_CHUNK_SIZE:
+            n = parse_size_line(c, buf + used, len - used);
+            break;
+        case HTTP1_CHUNK_DATA:
+            if (c->data_left > 0)
+                return (ssize_t)used; /* data is the caller's to move */
+            c->state = HTTP1_CHUNK_DATA_CRLF;
+            c->sub = DC_CR;
+            continue;
+        case HTTP1_CHUNK_DATA_CRLF:
+            n = parse_data_crlf(c, buf + used, len - used);
+            break;
+        case HTTP1_CHUNK_TRAILERS:
+            n = parse_trailers(c, buf + used, len - used);
+            break;
+        default: /* HTTP1_CHUNK_DONE: nothing more belongs to this body */
+            return (ssize_t)used;
+        }
+        if (n < 0)
+            return HTTP1_BAD;
+        used += (size_t)n;
+    }
+    return (ssize_t)used;
+}
+
+void http1_chunked_data_done(struct http1_chunked *c, uint64_t n)
+{
+    if (c->state != HTTP1_CHUNK_DATA)
+        return;
+    c->data_left -= n < c->data_left ? n : c->data_left;
+    if (c->data_left == 0) {
+        c->state = HTTP1_CHUNK_DATA_CRLF;
+        c->sub = DC_CR;
+    }
+}
