@@ -1,0 +1,254 @@
+/* main.c - the switchyard proxy: load the config, start the workers, run the
+ * control loop until SIGTERM, then drain. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conf/config.h"
+#include "conf/log.h"
+#include "control/embedded_config.h"
+#include "proxy/route.h"
+#include "proxy/worker.h"
+
+#define SY_VERSION "0.1.0"
+#define DRAIN_POLL_MS 20
+
+static const char usage_text[] =
+    "usage: switchyard [-c FILE] [-t] [-T THREADS] [-d] [-h] [-V]\n"
+    "\n"
+    "A blue/green traffic-switching HTTP/1.1 reverse proxy.\n"
+    "\n"
+    "  -c, --config FILE    load FILE (JSON); without it the embedded demo config\n"
+    "                       (conf/examples/demo.json) is served\n"
+    "  -t, --test           check the config, print every problem as\n"
+    "                       FILE:LINE:COL: key.path: message, exit 0 or 1\n"
+    "  -T, --threads N      worker threads (overrides \"workers\"; 0 = one per core)\n"
+    "  -d, --debug          log every connection state change (verbose)\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        print the version\n"
+    "\n"
+    "Signals: SIGTERM or SIGINT drain (stop accepting, finish in-flight requests,\n"
+    "exit 0 within timeouts_ms.drain); a second one cuts the drain short.\n"
+    "\n"
+    "Examples:\n"
+    "  switchyard -t -c /etc/switchyard/prod.json\n"
+    "  switchyard -c /etc/switchyard/prod.json\n";
+
+struct options {
+    const char *config_path;
+    bool test_only;
+    int threads; /* -1 = from the config */
+    bool debug;
+};
+
+struct control {
+    struct event_base *base;
+    struct proxy *proxy;
+    const struct config *cfg;
+    struct event *drain_poll;
+    struct event *drain_deadline;
+    bool draining;
+};
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 'T'}, {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    o->threads = -1;
+    while ((c = getopt_long(argc, argv, "c:tT:dhV", longopts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'c':
+            o->config_path = optarg;
+            break;
+        case 't':
+            o->test_only = true;
+            break;
+        case 'T':
+            errno = 0;
+            long n = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || end == optarg || n < 0 || n > 256) {
+                fprintf(stderr, "switchyard: -T: expected 0..256, got \"%s\"\n", optarg);
+                return -1;
+            }
+            o->threads = (int)n;
+            break;
+        case 'd':
+            o->debug = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        case 'V':
+            puts("switchyard " SY_VERSION);
+            exit(0);
+        default:
+            fputs(usage_text, stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "switchyard: unexpected argument \"%s\"\n%s", argv[optind], usage_text);
+        return -1;
+    }
+    return 0;
+}
+
+static struct config *load_config(const struct options *o)
+{
+    struct conf_errors errs = {0};
+    struct config *cfg;
+
+    if (o->config_path != NULL) {
+        cfg = config_load_file(o->config_path, &errs);
+    } else {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof(cwd)) == NULL)
+            memcpy(cwd, "/", 2);
+        cfg = config_load_string(embedded_config_json, embedded_config_len,
+                                 "<embedded demo.json>", cwd, &errs);
+    }
+    conf_errors_print(&errs, stderr);
+    conf_errors_clear(&errs);
+    return cfg;
+}
+
+static void drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+
+    if (proxy_running(ctl->proxy) == 0)
+        event_base_loopexit(ctl->base, NULL);
+}
+
+static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+
+    log_warn("drain: timeouts_ms.drain (%u ms) is over: cutting the remaining connections",
+             ctl->cfg->timeouts.drain_ms);
+    proxy_stop(ctl->proxy);
+}
+
+static void stop_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct control *ctl = arg;
+    struct timeval poll = {0, DRAIN_POLL_MS * 1000};
+    struct timeval deadline = {ctl->cfg->timeouts.drain_ms / 1000,
+                               (ctl->cfg->timeouts.drain_ms % 1000) * 1000};
+
+    if (ctl->draining) {
+        log_warn("%s again: stopping now", strsignal((int)sig));
+        proxy_stop(ctl->proxy);
+        return;
+    }
+    ctl->draining = true;
+    log_info("%s: draining (at most %u ms)", strsignal((int)sig), ctl->cfg->timeouts.drain_ms);
+    proxy_drain(ctl->proxy);
+    event_add(ctl->drain_poll, &poll);
+    event_add(ctl->drain_deadline, &deadline);
+}
+
+static void hup_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    log_warn("SIGHUP: reloading is not supported yet; the running config stays");
+}
+
+static void log_start(const struct config *cfg)
+{
+    struct route_view v;
+    struct route_split split;
+
+    route_split_init(&split, cfg->routing.stable, cfg->routing.candidate_bp);
+    v = route_split_get(&split);
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        log_info("listening on %s", cfg->listen[i].addr.text);
+    log_info("%u workers; stable %s %.2f%%, candidate %s %.2f%%", cfg->workers,
+             conf_colour_name(v.stable), (CONF_WEIGHT_BP_MAX - v.candidate_bp) / 100.0,
+             conf_colour_name(v.candidate), v.candidate_bp / 100.0);
+}
+
+static int run(const struct config *cfg)
+{
+    struct control ctl = {.cfg = cfg};
+    struct route_split split;
+    struct event *sigs[3] = {NULL};
+    int rc = 1;
+
+    route_split_init(&split, cfg->routing.stable, cfg->routing.candidate_bp);
+    ctl.base = event_base_new();
+    if (ctl.base == NULL)
+        goto out;
+    ctl.proxy = proxy_new(cfg, &split);
+    if (ctl.proxy == NULL)
+        goto out;
+    ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
+    ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);
+    sigs[0] = evsignal_new(ctl.base, SIGTERM, stop_signal_cb, &ctl);
+    sigs[1] = evsignal_new(ctl.base, SIGINT, stop_signal_cb, &ctl);
+    sigs[2] = evsignal_new(ctl.base, SIGHUP, hup_signal_cb, &ctl);
+    for (int i = 0; i < 3; i++) {
+        if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) < 0)
+            goto out;
+    }
+    if (ctl.drain_poll == NULL || ctl.drain_deadline == NULL || proxy_start(ctl.proxy) < 0)
+        goto out;
+    log_start(cfg);
+    event_base_dispatch(ctl.base);
+    log_info("all workers stopped; exiting");
+    rc = 0;
+out:
+    proxy_free(ctl.proxy);
+    for (int i = 0; i < 3; i++) {
+        if (sigs[i] != NULL)
+            event_free(sigs[i]);
+    }
+    if (ctl.drain_poll != NULL)
+        event_free(ctl.drain_poll);
+    if (ctl.drain_deadline != NULL)
+        event_free(ctl.drain_deadline);
+    if (ctl.base != NULL)
+        event_base_free(ctl.base);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    struct config *cfg;
+    int rc;
+
+    if (parse_options(argc, argv, &o) < 0)
+        return 2;
+    log_setup("switchyard", o.debug ? LOG_DEBUG : LOG_INFO);
+    cfg = load_config(&o);
+    if (cfg == NULL)
+        return 1;
+    if (o.test_only) {
+        printf("%s: configuration ok\n", cfg->path);
+        config_free(cfg);
+        return 0;
+    }
+    if (o.threads == 0)
+        cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    else if (o.threads > 0)
+        cfg->workers = (unsigned)o.threads;
+    config_warn_inactive(cfg, stderr);
+    /* A client that goes away mid-write must cost an error code, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    rc = run(cfg);
+    config_free(cfg);
+    return rc;
+}

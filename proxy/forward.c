@@ -1,0 +1,155 @@
+/* forward.c - rewriting heads on the way through. */
+#include "proxy/forward.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+static bool name_is(const struct http1_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+#define NAME_IS(h, lit) name_is((h), lit, sizeof(lit) - 1)
+
+/* True when the comma-separated list has an element equal to tok[0..len). */
+static bool list_has_n(const char *v, size_t vlen, const char *tok, size_t len)
+{
+    size_t i = 0;
+
+    while (i < vlen) {
+        while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < vlen && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == len && strncasecmp(v + start, tok, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Fields that describe one connection, not the message, plus those the
+ * message's own Connection headers name. */
+static bool is_hop_by_hop(const struct http1_header *h, const struct http1_header *all, size_t n,
+                          bool upgrade)
+{
+    if (NAME_IS(h, "connection") || NAME_IS(h, "keep-alive") || NAME_IS(h, "proxy-connection") ||
+        NAME_IS(h, "te") || NAME_IS(h, "trailer"))
+        return true;
+    if (NAME_IS(h, "upgrade"))
+        return !upgrade;
+    if (NAME_IS(h, "transfer-encoding"))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (NAME_IS(&all[i], "connection") &&
+            list_has_n(all[i].value, all[i].value_len, h->name, h->name_len))
+            return true;
+    }
+    return false;
+}
+
+static void add_field(struct evbuffer *out, const struct http1_header *h)
+{
+    evbuffer_add(out, h->name, h->name_len);
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, h->value, h->value_len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Every X-Forwarded-For value the client sent, in order, then the client. */
+static void add_forwarded_for(struct evbuffer *out, const struct http1_request *req,
+                              const char *client_ip)
+{
+    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (NAME_IS(h, "x-forwarded-for") && h->value_len > 0) {
+            evbuffer_add(out, h->value, h->value_len);
+            evbuffer_add(out, ", ", 2);
+        }
+    }
+    evbuffer_add(out, client_ip, strlen(client_ip));
+    evbuffer_add(out, "\r\n", 2);
+}
+
+int forward_request_head(struct evbuffer *out, const struct http1_request *req,
+                         const struct forward_request_opts *opts)
+{
+    size_t before = evbuffer_get_length(out);
+
+    evbuffer_add(out, req->method, req->method_len);
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, req->target, req->target_len);
+    /* An HTTP/1.0 client's request stays 1.0, so the upstream answers in a
+     * form that client understands (no chunked), kept alive explicitly. */
+    if (req->minor_version == 0)
+        evbuffer_add(out, " HTTP/1.0\r\nConnection: keep-alive\r\n", 35);
+    else
+        evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (is_hop_by_hop(h, req->headers, req->num_headers, opts->upgrade) ||
+            NAME_IS(h, "x-forwarded-for") || NAME_IS(h, "x-forwarded-proto"))
+            continue;
+        add_field(out, h);
+    }
+    if (opts->upgrade)
+        evbuffer_add(out, "Connection: upgrade\r\n", 21);
+    add_forwarded_for(out, req, opts->client_ip);
+    evbuffer_add(out, "X-Forwarded-Proto: ", 19);
+    evbuffer_add(out, opts->proto, strlen(opts->proto));
+    evbuffer_add(out, "\r\n\r\n", 4);
+    /* evbuffer_add fails only without memory; checking once at the end is
+     * enough because a failed add leaves the buffer shorter, never corrupt. */
+    return evbuffer_get_length(out) > before ? 0 : -1;
+}
+
+int forward_response_head(struct evbuffer *out, const struct http1_response *res,
+                          const struct forward_response_opts *opts)
+{
+    char line[13] = "HTTP/1.1 000 ";
+
+    /* The parser guarantees 100..599. */
+    line[9] = (char)('0' + res->status / 100);
+    line[10] = (char)('0' + res->status / 10 % 10);
+    line[11] = (char)('0' + res->status % 10);
+    evbuffer_add(out, line, sizeof(line));
+    evbuffer_add(out, res->reason, res->reason_len);
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const struct http1_header *h = &res->headers[i];
+        if (!is_hop_by_hop(h, res->headers, res->num_headers, opts->upgrade))
+            add_field(out, h);
+    }
+    if (opts->upgrade)
+        evbuffer_add(out, "Connection: upgrade\r\n", 21);
+    else if (opts->close)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (opts->keepalive_10)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+int forward_error_response(struct evbuffer *out, int status, const char *detail)
+{
+    const char *reason = http1_reason(status);
+
+    return evbuffer_add_printf(out,
+                               "HTTP/1.1 %d %s\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: %zu\r\n"
+                               "Connection: close\r\n"
+                               "\r\n"
+                               "%d %s: %s\n",
+                               status, reason,
+                               strlen(detail) + strlen(reason) + 7, /* "NNN " + ": " + "\n" */
+                               status, reason, detail) < 0
+               ? -1
+               : 0;
+}

@@ -1,0 +1,189 @@
+/* route.c - buckets, the atomic split, and cookie lookup. */
+#include "proxy/route.h"
+
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
+
+#define SPLIT_STABLE_BIT 0x80000000u
+#define SPLIT_BP_MASK 0x3fffu
+
+static uint32_t split_pack(enum conf_colour stable, uint32_t candidate_bp)
+{
+    if (candidate_bp > CONF_WEIGHT_BP_MAX)
+        candidate_bp = CONF_WEIGHT_BP_MAX;
+    return (stable == CONF_GREEN ? SPLIT_STABLE_BIT : 0) | candidate_bp;
+}
+
+void route_split_init(struct route_split *rs, enum conf_colour stable, uint32_t candidate_bp)
+{
+    atomic_init(&rs->word, split_pack(stable, candidate_bp));
+}
+
+void route_split_set(struct route_split *rs, enum conf_colour stable, uint32_t candidate_bp)
+{
+    atomic_store_explicit(&rs->word, split_pack(stable, candidate_bp), memory_order_release);
+}
+
+struct route_view route_split_get(const struct route_split *rs)
+{
+    uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);
+    struct route_view v;
+
+    v.stable = (w & SPLIT_STABLE_BIT) ? CONF_GREEN : CONF_BLUE;
+    v.candidate = v.stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE;
+    v.candidate_bp = w & SPLIT_BP_MASK;
+    return v;
+}
+
+/* FNV-1a over the bytes, then the murmur3 finaliser: FNV alone mixes the last
+ * bytes poorly, and session ids often differ only there. */
+static uint64_t hash_bytes(const unsigned char *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+uint32_t route_bucket_of_key(const char *key, size_t len)
+{
+    return (uint32_t)(hash_bytes((const unsigned char *)key, len) % ROUTE_BUCKETS);
+}
+
+uint32_t route_bucket_of_addr(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return route_bucket_of_key((const char *)&in->sin_addr, sizeof(in->sin_addr));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        return route_bucket_of_key((const char *)&in6->sin6_addr, sizeof(in6->sin6_addr));
+    }
+    return 0;
+}
+
+uint32_t route_bucket_random(uint64_t *state)
+{
+    uint64_t x = *state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    /* The high bits of xorshift64* are the good ones. */
+    return (uint32_t)(((x * 0x2545f4914f6cdd1dull) >> 32) % ROUTE_BUCKETS);
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool route_cookie_find(const char *value, size_t len, const char *name, const char **val,
+                       size_t *val_len)
+{
+    size_t name_len = strlen(name);
+    size_t i = 0;
+
+    while (i < len) {
+        while (i < len && (is_ows(value[i]) || value[i] == ';'))
+            i++;
+        size_t start = i;
+        while (i < len && value[i] != ';')
+            i++;
+        /* value[start..i) is one "name=value" pair. */
+        size_t pair_len = i - start;
+        if (pair_len > name_len && value[start + name_len] == '=' &&
+            memcmp(value + start, name, name_len) == 0) {
+            const char *v = value + start + name_len + 1;
+            size_t vl = pair_len - name_len - 1;
+            while (vl > 0 && is_ows(v[vl - 1]))
+                vl--;
+            if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+                v++;
+                vl -= 2;
+            }
+            *val = v;
+            *val_len = vl;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The colour named by a trusted override header, or -1. */
+static int override_colour(const struct conf_routing *r, const struct http1_request *req,
+                           const struct sockaddr *peer, const struct route_view *v)
+{
+    const struct http1_header *h;
+    bool trusted = false;
+
+    if (r->override_header == NULL)
+        return -1;
+    h = http1_header_find(req->headers, req->num_headers, r->override_header);
+    if (h == NULL)
+        return -1;
+    for (size_t i = 0; i < r->noverride_allow && !trusted; i++)
+        trusted = conf_cidr_match(&r->override_allow[i], peer);
+    if (!trusted)
+        return -1;
+    if (h->value_len == 4 && strncasecmp(h->value, "blue", 4) == 0)
+        return CONF_BLUE;
+    if (h->value_len == 5 && strncasecmp(h->value, "green", 5) == 0)
+        return CONF_GREEN;
+    if (h->value_len == 6 && strncasecmp(h->value, "stable", 6) == 0)
+        return (int)v->stable;
+    if (h->value_len == 9 && strncasecmp(h->value, "candidate", 9) == 0)
+        return (int)v->candidate;
+    return -1;
+}
+
+static uint32_t request_bucket(const struct conf_routing *r, const struct http1_request *req,
+                               const struct sockaddr *peer, uint64_t *rng)
+{
+    const struct http1_header *h;
+
+    if (r->sticky_cookie != NULL) {
+        for (size_t i = 0; i < req->num_headers; i++) {
+            const char *v;
+            size_t vl;
+            if (http1_header_is(&req->headers[i], "cookie") &&
+                route_cookie_find(req->headers[i].value, req->headers[i].value_len,
+                                  r->sticky_cookie, &v, &vl))
+                return route_bucket_of_key(v, vl);
+        }
+    }
+    if (r->sticky_header != NULL &&
+        (h = http1_header_find(req->headers, req->num_headers, r->sticky_header)) != NULL)
+        return route_bucket_of_key(h->value, h->value_len);
+    if (r->sticky_client_addr)
+        return route_bucket_of_addr(peer);
+    return route_bucket_random(rng);
+}
+
+enum conf_colour route_pick(const struct conf_routing *r, const struct route_split *split,
+                            const struct http1_request *req, const struct sockaddr *peer,
+                            uint64_t *rng)
+{
+    struct route_view v = route_split_get(split);
+    int forced = override_colour(r, req, peer, &v);
+
+    if (forced >= 0)
+        return (enum conf_colour)forced;
+    /* At 0 and 100 % every bucket gives the same answer: skip the hashing. */
+    if (v.candidate_bp == 0)
+        return v.stable;
+    if (v.candidate_bp >= ROUTE_BUCKETS)
+        return v.candidate;
+    return route_colour_for(&v, request_bucket(r, req, peer, rng));
+}

@@ -1,0 +1,229 @@
+/* upstream.c - per-worker pools, smooth weighted round-robin, idle lists. */
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "conf/log.h"
+
+struct upstream_conn {
+    struct bufferevent *bev;
+    struct upstream_server *srv;
+    TAILQ_ENTRY(upstream_conn) idle_link; /* on srv->idle while idle */
+    bool idle;
+    bool reused;
+};
+
+TAILQ_HEAD(conn_list, upstream_conn);
+
+struct upstream_server {
+    const struct conf_server *conf;
+    struct upstream_pool *pool;
+    unsigned index;
+    int64_t current; /* smooth WRR running weight */
+    struct conn_list idle;
+    unsigned nidle;
+};
+
+struct upstream_pool {
+    struct event_base *base;
+    enum conf_colour colour;
+    struct upstream_server *servers;
+    size_t n;
+};
+
+struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
+                                        enum conf_colour colour)
+{
+    struct upstream_pool *pool = calloc(1, sizeof(*pool));
+
+    if (pool == NULL || conf->nservers > 64)
+        goto fail;
+    pool->servers = calloc(conf->nservers, sizeof(*pool->servers));
+    if (pool->servers == NULL)
+        goto fail;
+    pool->base = base;
+    pool->colour = colour;
+    pool->n = conf->nservers;
+    for (size_t i = 0; i < pool->n; i++) {
+        struct upstream_server *srv = &pool->servers[i];
+        srv->conf = &conf->servers[i];
+        srv->pool = pool;
+        srv->index = (unsigned)i;
+        TAILQ_INIT(&srv->idle);
+    }
+    return pool;
+fail:
+    free(pool);
+    return NULL;
+}
+
+void upstream_pool_free(struct upstream_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    for (size_t i = 0; i < pool->n; i++) {
+        struct upstream_conn *c;
+        while ((c = TAILQ_FIRST(&pool->servers[i].idle)) != NULL)
+            upstream_conn_free(c);
+    }
+    free(pool->servers);
+    free(pool);
+}
+
+enum conf_colour upstream_pool_colour(const struct upstream_pool *pool)
+{
+    return pool->colour;
+}
+
+size_t upstream_pool_size(const struct upstream_pool *pool)
+{
+    return pool->n;
+}
+
+/* nginx's smooth weighted round-robin: every eligible server gains its weight,
+ * the richest wins and pays the total. Spreads a 9:1 pool as 9 1-in-10 slots
+ * rather than nine in a row. */
+struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t exclude)
+{
+    struct upstream_server *best = NULL;
+    int64_t total = 0;
+
+    for (size_t i = 0; i < pool->n; i++) {
+        struct upstream_server *srv = &pool->servers[i];
+        if (exclude & upstream_server_bit(srv))
+            continue;
+        srv->current += srv->conf->weight;
+        total += srv->conf->weight;
+        if (best == NULL || srv->current > best->current)
+            best = srv;
+    }
+    if (best != NULL)
+        best->current -= total;
+    return best;
+}
+
+uint64_t upstream_server_bit(const struct upstream_server *srv)
+{
+    return 1ull << srv->index;
+}
+
+const struct conf_server *upstream_server_conf(const struct upstream_server *srv)
+{
+    return srv->conf;
+}
+
+struct upstream_pool *upstream_server_pool(const struct upstream_server *srv)
+{
+    return srv->pool;
+}
+
+static void idle_unlink(struct upstream_conn *conn)
+{
+    if (!conn->idle)
+        return;
+    TAILQ_REMOVE(&conn->srv->idle, conn, idle_link);
+    conn->srv->nidle--;
+    conn->idle = false;
+}
+
+/* An idle connection that becomes readable was closed by the server (or sent
+ * bytes nobody asked for): either way it cannot be reused. */
+static void idle_read_cb(struct bufferevent *bev, void *arg)
+{
+    upstream_conn_free(arg);
+}
+
+static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    upstream_conn_free(arg);
+}
+
+struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv)
+{
+    struct upstream_conn *conn = TAILQ_FIRST(&srv->idle);
+
+    if (conn == NULL)
+        return NULL;
+    idle_unlink(conn);
+    bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
+    bufferevent_set_timeouts(conn->bev, NULL, NULL);
+    conn->reused = true;
+    return conn;
+}
+
+struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
+{
+    struct upstream_conn *conn = calloc(1, sizeof(*conn));
+    const struct conf_addr *addr = &srv->conf->addr;
+    int one = 1;
+
+    if (conn == NULL)
+        return NULL;
+    conn->srv = srv;
+    conn->bev = bufferevent_socket_new(srv->pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (conn->bev == NULL)
+        goto fail;
+    if (bufferevent_socket_connect(conn->bev, (const struct sockaddr *)&addr->ss, (int)addr->len) <
+        0)
+        goto fail;
+    /* Heads and small answers must not wait for Nagle. */
+    evutil_socket_t fd = bufferevent_getfd(conn->bev);
+    if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        log_warn("upstream %s: TCP_NODELAY: %s", srv->conf->name, strerror(errno));
+    return conn;
+fail:
+    if (conn->bev != NULL)
+        bufferevent_free(conn->bev);
+    free(conn);
+    return NULL;
+}
+
+void upstream_conn_release(struct upstream_conn *conn)
+{
+    struct upstream_server *srv = conn->srv;
+    struct timeval tv = {UPSTREAM_IDLE_TIMEOUT_MS / 1000, (UPSTREAM_IDLE_TIMEOUT_MS % 1000) * 1000};
+
+    if (srv->nidle >= UPSTREAM_IDLE_MAX) {
+        upstream_conn_free(conn);
+        return;
+    }
+    bufferevent_setcb(conn->bev, idle_read_cb, NULL, idle_event_cb, conn);
+    bufferevent_set_timeouts(conn->bev, &tv, NULL);
+    bufferevent_disable(conn->bev, EV_WRITE);
+    bufferevent_enable(conn->bev, EV_READ);
+    TAILQ_INSERT_HEAD(&srv->idle, conn, idle_link);
+    srv->nidle++;
+    conn->idle = true;
+}
+
+void upstream_conn_free(struct upstream_conn *conn)
+{
+    if (conn == NULL)
+        return;
+    idle_unlink(conn);
+    bufferevent_free(conn->bev);
+    free(conn);
+}
+
+struct bufferevent *upstream_conn_bev(const struct upstream_conn *conn)
+{
+    return conn->bev;
+}
+
+struct upstream_server *upstream_conn_server(const struct upstream_conn *conn)
+{
+    return conn->srv;
+}
+
+bool upstream_conn_reused(const struct upstream_conn *conn)
+{
+    return conn->reused;
+}

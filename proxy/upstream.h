@@ -1,0 +1,69 @@
+/* upstream.h - one worker's view of a pool: its servers, smooth weighted
+ * round-robin among them, and each server's idle keep-alive connections.
+ *
+ * Everything here belongs to one worker thread: no locks. The connections of
+ * one server are reused LIFO, so the warmest one goes out first and the
+ * coldest ones time out.
+ */
+#ifndef SY_PROXY_UPSTREAM_H
+#define SY_PROXY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+
+struct event_base;
+struct bufferevent;
+struct upstream_pool;
+struct upstream_server;
+struct upstream_conn;
+
+/* An idle connection that nobody has used for this long is closed. Shorter
+ * than the keep-alive timeouts of common servers (nginx 75 s, Apache 5 s is the
+ * exception), so that we close first and seldom meet a half-closed socket. */
+#define UPSTREAM_IDLE_TIMEOUT_MS 10000
+/* At most this many idle connections per server and worker. */
+#define UPSTREAM_IDLE_MAX 256
+
+/* Returns a new pool for the servers of conf (borrowed: must outlive the pool). */
+struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
+                                        enum conf_colour colour);
+void upstream_pool_free(struct upstream_pool *pool);
+
+enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
+size_t upstream_pool_size(const struct upstream_pool *pool);
+
+/* Picks a server by smooth weighted round-robin, skipping those whose index
+ * bit is set in exclude (servers already tried for this request). Returns the
+ * server (borrowed) or NULL when none is left. */
+struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t exclude);
+
+/* The bit of a server in an exclude mask. Pools have at most 64 servers. */
+uint64_t upstream_server_bit(const struct upstream_server *srv);
+const struct conf_server *upstream_server_conf(const struct upstream_server *srv);
+struct upstream_pool *upstream_server_pool(const struct upstream_server *srv);
+
+/* Returns an idle connection to srv, ready for a new request, or NULL when
+ * there is none. The caller owns it (new) and sets the callbacks. */
+struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv);
+
+/* Starts a new connection to srv. Returns it (new) with the connect under
+ * way, or NULL when even the socket could not be made. Completion is reported
+ * to the bufferevent's event callback as BEV_EVENT_CONNECTED or an error. */
+struct upstream_conn *upstream_conn_connect(struct upstream_server *srv);
+
+/* Gives a connection whose last exchange ended cleanly back to its server's
+ * idle list (stolen). */
+void upstream_conn_release(struct upstream_conn *conn);
+
+/* Closes and frees a connection; NULL is fine. */
+void upstream_conn_free(struct upstream_conn *conn);
+
+struct bufferevent *upstream_conn_bev(const struct upstream_conn *conn);
+struct upstream_server *upstream_conn_server(const struct upstream_conn *conn);
+/* True when the connection has carried an exchange before this one. */
+bool upstream_conn_reused(const struct upstream_conn *conn);
+
+#endif

@@ -1,0 +1,59 @@
+/* worker-t.h - the types shared by a worker and the sessions it runs. */
+#ifndef SY_PROXY_WORKER_T_H
+#define SY_PROXY_WORKER_T_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "conf/config.h"
+#include "proxy/http1.h"
+#include "proxy/route.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+struct upstream_pool;
+struct accesslog;
+struct session;
+
+TAILQ_HEAD(session_list, session);
+
+/* What all workers of one process share. Written before the workers start,
+ * then read-only except for the atomics. */
+struct proxy_shared {
+    const struct config *cfg;
+    struct route_split *split;
+    _Atomic uint32_t nconns;   /* client connections open, all workers */
+    _Atomic uint32_t refused;  /* connections refused over max_connections */
+    int access_log_fd;         /* -1 when off */
+};
+
+struct worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct proxy_shared *shared;
+    const struct config *cfg; /* shared->cfg, for short */
+    struct upstream_pool *pools[CONF_COLOURS];
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    int notify_pipe[2];         /* the control thread writes commands here */
+    struct event *notify_ev;
+    struct event *reap_ev;      /* frees closed sessions outside their callbacks */
+    struct session_list sessions; /* every live session */
+    struct session_list reap;     /* closed, waiting for reap_ev */
+    struct session *free_list;    /* recycled session structs */
+    unsigned nsessions;
+    unsigned nfree;
+    uint64_t rng;               /* xorshift state for random buckets */
+    struct http1_header *hdrs;  /* parser scratch: limits.max_headers entries */
+    size_t in_high;             /* read high-water mark of every bufferevent */
+    struct accesslog *alog;     /* NULL when off */
+    bool draining;
+    _Atomic bool running;
+};
+
+#endif

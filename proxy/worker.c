@@ -1,0 +1,370 @@
+/* worker.c - worker threads, their listeners and their control pipe. */
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conf/log.h"
+#include "proxy/accesslog.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
+#include "proxy/worker-t.h"
+
+#define LISTEN_BACKLOG 1024
+#define ACCEPT_PAUSE_MS 100 /* after EMFILE and the like: let connections close */
+
+#define WORKER_CMD_DRAIN 'D'
+#define WORKER_CMD_STOP 'S'
+
+struct proxy {
+    struct proxy_shared shared;
+    struct worker *workers;
+    unsigned nworkers;
+    unsigned nstarted; /* threads to join */
+};
+
+static void worker_free(struct worker *w);
+
+/* Makes one listening socket for addr. SO_REUSEPORT lets every worker have
+ * its own socket on the same address, and the kernel spread connections. */
+static int listen_socket(const struct conf_addr *addr)
+{
+    int one = 1;
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (addr->ss.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
+        listen(fd, LISTEN_BACKLOG) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    struct worker *w = arg;
+    int one = 1;
+    uint32_t n = atomic_fetch_add_explicit(&w->shared->nconns, 1, memory_order_relaxed);
+
+    if (n >= w->cfg->limits.max_connections) {
+        /* Over the limit: close at once rather than queue without bound. */
+        atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
+        if (atomic_fetch_add_explicit(&w->shared->refused, 1, memory_order_relaxed) % 1000 == 0)
+            log_warn("limits.max_connections (%u) reached: refusing connections",
+                     w->cfg->limits.max_connections);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        log_debug("TCP_NODELAY: %s", strerror(errno));
+    if (session_start(w, fd, sa, salen) < 0) {
+        atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
+        log_error("worker %u: out of memory: connection dropped", w->id);
+    }
+}
+
+static void listeners_set(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] == NULL)
+            continue;
+        if (on)
+            evconnlistener_enable(w->listeners[i]);
+        else
+            evconnlistener_disable(w->listeners[i]);
+    }
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    if (!w->draining)
+        listeners_set(w, true);
+}
+
+/* accept() failed. Out of descriptors or memory: pause the listeners briefly
+ * instead of spinning on a socket that stays readable. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    static _Atomic time_t last_log;
+    time_t now = time(NULL);
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+
+    if (atomic_exchange(&last_log, now) != now)
+        log_warn("accept: %s: pausing the listeners for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+    listeners_set(w, false);
+    event_base_once(w->base, -1, EV_TIMEOUT, accept_resume_cb, w, &pause);
+}
+
+static void worker_maybe_exit(struct worker *w)
+{
+    if (w->draining && w->nsessions == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    session_reap(w);
+    worker_maybe_exit(w);
+}
+
+static void worker_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] != NULL)
+            evconnlistener_free(w->listeners[i]);
+        w->listeners[i] = NULL;
+    }
+    session_drain_all(w);
+    worker_maybe_exit(w);
+}
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    char cmds[16];
+    ssize_t n = read(fd, cmds, sizeof(cmds));
+
+    for (ssize_t i = 0; i < n; i++) {
+        if (cmds[i] == WORKER_CMD_DRAIN) {
+            worker_drain(w);
+        } else if (cmds[i] == WORKER_CMD_STOP) {
+            worker_drain(w);
+            session_close_all(w);
+            session_reap(w);
+            event_base_loopbreak(w->base);
+        }
+    }
+}
+
+static int worker_listen(struct worker *w, const struct config *cfg)
+{
+    w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
+    if (w->listeners == NULL)
+        return -1;
+    w->nlisteners = cfg->nlisten;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct conf_addr *addr = &cfg->listen[i].addr;
+        int fd = listen_socket(addr);
+        if (fd < 0) {
+            log_error("listen %s: %s", addr->text, strerror(errno));
+            return -1;
+        }
+        w->listeners[i] = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+        if (w->listeners[i] == NULL) {
+            close(fd);
+            return -1;
+        }
+        evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+    }
+    return 0;
+}
+
+static int worker_init(struct worker *w, unsigned id, struct proxy_shared *shared)
+{
+    const struct config *cfg = shared->cfg;
+    struct event_config *ec = event_config_new();
+
+    w->id = id;
+    w->shared = shared;
+    w->cfg = cfg;
+    w->notify_pipe[0] = w->notify_pipe[1] = -1;
+    TAILQ_INIT(&w->sessions);
+    TAILQ_INIT(&w->reap);
+    atomic_init(&w->running, false);
+    if (ec == NULL)
+        return -1;
+    /* Only this worker's thread ever touches its base. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (w->base == NULL)
+        return -1;
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)id << 32) ^ (uint64_t)time(NULL);
+    w->in_high = cfg->limits.max_header_bytes + 1 > 65536 ? cfg->limits.max_header_bytes + 1 : 65536;
+    w->hdrs = calloc(cfg->limits.max_headers, sizeof(*w->hdrs));
+    if (w->hdrs == NULL)
+        return -1;
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        w->pools[c] = upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c);
+        if (w->pools[c] == NULL)
+            return -1;
+    }
+    if (pipe2(w->notify_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST, notify_cb, w);
+    w->reap_ev = event_new(w->base, -1, 0, reap_cb, w);
+    if (w->notify_ev == NULL || w->reap_ev == NULL || event_add(w->notify_ev, NULL) < 0)
+        return -1;
+    if (shared->access_log_fd >= 0 &&
+        (w->alog = accesslog_new(w->base, shared->access_log_fd)) == NULL)
+        return -1;
+    return worker_listen(w, cfg);
+}
+
+static void worker_free(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] != NULL)
+            evconnlistener_free(w->listeners[i]);
+    }
+    free(w->listeners);
+    if (w->base != NULL) {
+        session_close_all(w);
+        session_reap(w);
+        session_cache_clear(w);
+    }
+    accesslog_free(w->alog);
+    for (int c = 0; c < CONF_COLOURS; c++)
+        upstream_pool_free(w->pools[c]);
+    if (w->notify_ev != NULL)
+        event_free(w->notify_ev);
+    if (w->reap_ev != NULL)
+        event_free(w->reap_ev);
+    for (int i = 0; i < 2; i++) {
+        if (w->notify_pipe[i] >= 0)
+            close(w->notify_pipe[i]);
+    }
+    free(w->hdrs);
+    if (w->base != NULL)
+        event_base_free(w->base);
+}
+
+struct proxy *proxy_new(const struct config *cfg, struct route_split *split)
+{
+    struct proxy *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->shared.cfg = cfg;
+    p->shared.split = split;
+    p->shared.access_log_fd = -1;
+    if (cfg->access_log_path != NULL) {
+        p->shared.access_log_fd = accesslog_open_file(cfg->access_log_path);
+        if (p->shared.access_log_fd < 0) {
+            log_error("access_log.path %s: %s", cfg->access_log_path, strerror(errno));
+            goto fail;
+        }
+    }
+    p->workers = calloc(cfg->workers, sizeof(*p->workers));
+    if (p->workers == NULL)
+        goto fail;
+    p->nworkers = cfg->workers;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        if (worker_init(&p->workers[i], i, &p->shared) < 0) {
+            if (errno == ENOMEM)
+                log_error("worker %u: out of memory", i);
+            goto fail;
+        }
+    }
+    return p;
+fail:
+    proxy_free(p);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    event_base_dispatch(w->base);
+    session_close_all(w);
+    session_reap(w);
+    if (w->alog != NULL)
+        accesslog_flush(w->alog);
+    atomic_store(&w->running, false);
+    return NULL;
+}
+
+int proxy_start(struct proxy *p)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        atomic_store(&w->running, true);
+        int err = pthread_create(&w->thread, NULL, worker_main, w);
+        if (err != 0) {
+            atomic_store(&w->running, false);
+            log_error("worker %u: cannot start thread: %s", i, strerror(err));
+            proxy_stop(p);
+            return -1;
+        }
+        p->nstarted++;
+    }
+    return 0;
+}
+
+static void proxy_tell(struct proxy *p, char cmd)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        if (atomic_load(&p->workers[i].running) &&
+            write(p->workers[i].notify_pipe[1], &cmd, 1) != 1)
+            log_error("worker %u: cannot notify: %s", i, strerror(errno));
+    }
+}
+
+void proxy_drain(struct proxy *p)
+{
+    proxy_tell(p, WORKER_CMD_DRAIN);
+}
+
+void proxy_stop(struct proxy *p)
+{
+    proxy_tell(p, WORKER_CMD_STOP);
+}
+
+unsigned proxy_running(const struct proxy *p)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < p->nworkers; i++)
+        n += atomic_load(&p->workers[i].running) ? 1 : 0;
+    return n;
+}
+
+void proxy_free(struct proxy *p)
+{
+    if (p == NULL)
+        return;
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct worker *w = &p->workers[i];
+        if (i < p->nstarted)
+            pthread_join(w->thread, NULL);
+        worker_free(w);
+    }
+    free(p->workers);
+    if (p->shared.access_log_fd >= 0)
+        close(p->shared.access_log_fd);
+    free(p);
+}

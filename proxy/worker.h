@@ -1,0 +1,37 @@
+/* worker.h - the data plane: N worker threads, each with its own event loop,
+ * its own SO_REUSEPORT listeners and its own upstream pools.
+ *
+ * The control thread talks to workers only through their notification pipe
+ * and the shared atomics in struct proxy_shared; workers never lock.
+ */
+#ifndef SY_PROXY_WORKER_H
+#define SY_PROXY_WORKER_H
+
+#include <stdbool.h>
+
+#include "conf/config.h"
+#include "proxy/route.h"
+
+struct proxy;
+
+/* Binds every listen address once per worker and prepares the workers.
+ * cfg and split are borrowed and must outlive the proxy. Returns a new proxy,
+ * or NULL after logging why (address in use, no memory, ...). */
+struct proxy *proxy_new(const struct config *cfg, struct route_split *split);
+
+/* Starts the worker threads. Returns 0 or -1. */
+int proxy_start(struct proxy *p) __attribute__((warn_unused_result));
+
+/* Stops accepting; every worker finishes its exchanges and exits. */
+void proxy_drain(struct proxy *p);
+
+/* Cuts every connection now and makes the workers exit. */
+void proxy_stop(struct proxy *p);
+
+/* Number of workers still running. */
+unsigned proxy_running(const struct proxy *p);
+
+/* Joins the workers (after they stopped) and frees everything; NULL is fine. */
+void proxy_free(struct proxy *p);
+
+#endif
