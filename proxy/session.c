@@ -5,7 +5,7 @@
  *     |    to EXCHANGE)             |    +------> TUNNEL (after 101)
  *     +-----------------------------+-----------> FLUSH -> LINGER -> CLOSED
  *
- * Bodies move with relay_body_move() between the two bufferevents.
+ * Bodies move with relay_body_move() between the two conns.
  * Backpressure needs no enabling or disabling of events: a body is moved
  * only while the destination holds less than RELAY_OUT_HIGH, and the
  * source's read high-water mark makes libevent stop reading once its input
@@ -24,18 +24,17 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
 #include "conf/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/conn.h"
 #include "proxy/forward.h"
 #include "proxy/relay.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
-#define SESSION_LINGER_MS 2000        /* read and drop after our FIN, then close */
 #define SESSION_FREE_MAX 1024         /* recycled session structs kept per worker */
 
 enum session_state {
@@ -65,7 +64,7 @@ static const char *const state_names[] = {"head",  "connect", "exchange", "tunne
 struct session {
     TAILQ_ENTRY(session) link; /* on worker->sessions, or worker->reap */
     struct worker *w;
-    struct bufferevent *cbev; /* the client */
+    struct conn *client;
     struct upstream_conn *up; /* during CONNECT, EXCHANGE and TUNNEL */
     struct upstream_pool *pool;
     enum session_state state;
@@ -87,22 +86,16 @@ struct session {
     struct session *next_free;
 };
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_write_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-static void up_read_cb(struct bufferevent *bev, void *arg);
-static void up_write_cb(struct bufferevent *bev, void *arg);
-static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_read_cb(struct conn *c, void *arg);
+static void client_write_cb(struct conn *c, void *arg);
+static void client_event_cb(struct conn *c, short what, void *arg);
+static void up_read_cb(struct conn *c, void *arg);
+static void up_write_cb(struct conn *c, void *arg);
+static void up_event_cb(struct conn *c, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void on_request_head(struct session *s);
 static void connect_upstream(struct session *s);
 static void pump_response(struct session *s);
-
-static struct timeval ms_to_tv(uint32_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
 
 static double ms_since(const struct timespec *t0)
 {
@@ -112,10 +105,10 @@ static double ms_since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static void timer_arm(struct session *s, uint32_t ms)
+/* tv comes from the worker's common timeouts: arming it is O(1). */
+static void timer_arm(struct session *s, const struct timeval *tv)
 {
-    struct timeval tv = ms_to_tv(ms);
-    evtimer_add(&s->timer, &tv);
+    evtimer_add(&s->timer, tv);
 }
 
 static void session_set_state(struct session *s, enum session_state next)
@@ -126,22 +119,22 @@ static void session_set_state(struct session *s, enum session_state next)
 
 static struct evbuffer *client_in(struct session *s)
 {
-    return bufferevent_get_input(s->cbev);
+    return conn_input(s->client);
 }
 
 static struct evbuffer *client_out(struct session *s)
 {
-    return bufferevent_get_output(s->cbev);
+    return conn_output(s->client);
 }
 
 static struct evbuffer *up_in(struct session *s)
 {
-    return bufferevent_get_input(upstream_conn_bev(s->up));
+    return conn_input(upstream_conn_socket(s->up));
 }
 
 static struct evbuffer *up_out(struct session *s)
 {
-    return bufferevent_get_output(upstream_conn_bev(s->up));
+    return conn_output(upstream_conn_socket(s->up));
 }
 
 static const char *server_name(struct session *s)
@@ -181,8 +174,9 @@ static void drop_upstream(struct session *s)
     s->up = NULL;
 }
 
-/* Ends the session. Safe from inside any of its callbacks: the bufferevents
- * go now (libevent defers their own free), the struct goes in the reaper. */
+/* Ends the session. Safe from inside any of its callbacks: the conns go now
+ * (they never touch themselves after calling back), the struct goes to the
+ * reaper. */
 static void session_close(struct session *s, const char *reason)
 {
     struct worker *w = s->w;
@@ -197,8 +191,8 @@ static void session_close(struct session *s, const char *reason)
     session_set_state(s, SESSION_CLOSED);
     evtimer_del(&s->timer);
     drop_upstream(s);
-    bufferevent_free(s->cbev);
-    s->cbev = NULL;
+    conn_free(s->client);
+    s->client = NULL;
     TAILQ_REMOVE(&w->sessions, s, link);
     TAILQ_INSERT_TAIL(&w->reap, s, link);
     event_active(w->reap_ev, EV_TIMEOUT, 0);
@@ -210,9 +204,9 @@ static void session_flush_and_close(struct session *s)
     drop_upstream(s);
     evtimer_del(&s->timer);
     session_set_state(s, SESSION_FLUSH);
-    bufferevent_disable(s->cbev, EV_READ);
+    conn_read_enable(s->client, false);
     if (evbuffer_get_length(client_out(s)) == 0)
-        client_write_cb(s->cbev, s);
+        client_write_cb(s->client, s);
 }
 
 /* A generated answer (400, 502, ...) ends the connection: after an error we
@@ -284,13 +278,11 @@ static void peer_text(struct session *s)
         memcpy(s->peer_ip, "unknown", 8);
 }
 
-static void setup_bev(struct worker *w, struct bufferevent *bev)
+static void setup_conn(struct worker *w, struct conn *c)
 {
-    struct timeval wr = ms_to_tv(w->cfg->timeouts.body_idle_ms);
-
-    bufferevent_setwatermark(bev, EV_READ, 0, w->in_high);
-    bufferevent_setwatermark(bev, EV_WRITE, RELAY_OUT_LOW, 0);
-    bufferevent_set_timeouts(bev, NULL, &wr);
+    conn_set_read_high(c, w->in_high);
+    conn_set_write_low(c, RELAY_OUT_LOW);
+    conn_set_timeouts(c, NULL, w->tv.body_idle);
 }
 
 int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -302,8 +294,8 @@ int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *s
         return -1;
     }
     s->w = w;
-    s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (s->cbev == NULL) {
+    s->client = conn_new(w->base, fd);
+    if (s->client == NULL) {
         evutil_closesocket(fd);
         session_release(w, s);
         return -1;
@@ -312,15 +304,14 @@ int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *s
         memcpy(&s->peer, sa, (size_t)salen);
     peer_text(s);
     event_assign(&s->timer, w->base, -1, 0, timer_cb, s);
-    bufferevent_setcb(s->cbev, client_read_cb, client_write_cb, client_event_cb, s);
-    setup_bev(w, s->cbev);
-    bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+    conn_set_callbacks(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+    setup_conn(w, s->client);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->nsessions++;
     session_set_state(s, SESSION_HEAD);
     /* The first request must come within the header timeout. */
     s->flags |= SESSION_FL_HEAD_TIMER;
-    timer_arm(s, w->cfg->timeouts.client_header_ms);
+    timer_arm(s, w->tv.client_header);
     return 0;
 }
 
@@ -433,7 +424,7 @@ static void on_request_head(struct session *s)
         /* First byte of a kept-alive request: the idle wait becomes the
          * head deadline, so a trickled head cannot hold us forever. */
         s->flags |= SESSION_FL_HEAD_TIMER;
-        timer_arm(s, s->w->cfg->timeouts.client_header_ms);
+        timer_arm(s, s->w->tv.client_header);
     }
     int r = relay_head_parse(client_in(s), max, &head, parse_req, &ctx);
     if (r == HTTP1_INCOMPLETE)
@@ -476,9 +467,8 @@ static void pump_request(struct session *s)
     }
     if (r == 1) {
         s->flags |= SESSION_FL_REQ_DONE;
-        struct timeval wr = ms_to_tv(s->w->cfg->timeouts.body_idle_ms);
         /* The client may now be silent until the answer comes. */
-        bufferevent_set_timeouts(s->cbev, NULL, &wr);
+        conn_set_timeouts(s->client, NULL, s->w->tv.body_idle);
     }
 }
 
@@ -487,20 +477,17 @@ static void pump_request(struct session *s)
 
 static void attach_upstream(struct session *s, struct upstream_conn *conn)
 {
-    struct bufferevent *ubev = upstream_conn_bev(conn);
+    struct conn *c = upstream_conn_socket(conn);
 
     s->up = conn;
-    bufferevent_setcb(ubev, up_read_cb, up_write_cb, up_event_cb, s);
-    setup_bev(s->w, ubev);
-    bufferevent_enable(ubev, EV_READ | EV_WRITE);
+    conn_set_callbacks(c, up_read_cb, up_write_cb, up_event_cb, s);
+    setup_conn(s->w, c);
 }
 
 /* Sends the head (kept for a replay when the connection was idle before:
  * the server may have closed it just now) and starts relaying the body. */
 static void send_request(struct session *s)
 {
-    const struct conf_timeouts *t = &s->w->cfg->timeouts;
-
     session_set_state(s, SESSION_EXCHANGE);
     if (upstream_conn_reused(s->up)) {
         size_t len = evbuffer_get_length(s->req_head);
@@ -509,10 +496,9 @@ static void send_request(struct session *s)
         evbuffer_add_buffer(up_out(s), s->req_head);
     }
     clock_gettime(CLOCK_MONOTONIC, &s->t_sent);
-    timer_arm(s, t->upstream_header_ms);
+    timer_arm(s, s->w->tv.upstream_header);
     if (!(s->flags & SESSION_FL_REQ_DONE)) {
-        struct timeval idle = ms_to_tv(t->body_idle_ms);
-        bufferevent_set_timeouts(s->cbev, &idle, &idle);
+        conn_set_timeouts(s->client, s->w->tv.body_idle, s->w->tv.body_idle);
         pump_request(s);
     }
     /* A pipelined or early answer may already be waiting. */
@@ -550,7 +536,7 @@ static void connect_upstream(struct session *s)
         }
         attach_upstream(s, conn);
         session_set_state(s, SESSION_CONNECT);
-        timer_arm(s, s->w->cfg->timeouts.connect_ms);
+        timer_arm(s, s->w->tv.connect);
         return;
     }
 }
@@ -592,7 +578,7 @@ static bool try_replay(struct session *s)
         return false;
     attach_upstream(s, conn);
     session_set_state(s, SESSION_CONNECT);
-    timer_arm(s, s->w->cfg->timeouts.connect_ms);
+    timer_arm(s, s->w->tv.connect);
     return true;
 }
 
@@ -638,18 +624,16 @@ static void finish_exchange(struct session *s)
         on_request_head(s); /* pipelined */
         return;
     }
-    timer_arm(s, s->w->cfg->timeouts.client_idle_ms);
+    timer_arm(s, s->w->tv.client_idle);
 }
 
 static void start_tunnel(struct session *s)
 {
-    struct timeval idle = ms_to_tv(s->w->cfg->timeouts.client_idle_ms);
-
     evtimer_del(&s->timer);
     log_exchange(s);
     session_set_state(s, SESSION_TUNNEL);
-    bufferevent_set_timeouts(s->cbev, &idle, &idle);
-    bufferevent_set_timeouts(upstream_conn_bev(s->up), &idle, &idle);
+    conn_set_timeouts(s->client, s->w->tv.client_idle, s->w->tv.client_idle);
+    conn_set_timeouts(upstream_conn_socket(s->up), s->w->tv.client_idle, s->w->tv.client_idle);
     s->req.kind = HTTP1_BODY_CLOSE;
     s->resp.kind = HTTP1_BODY_CLOSE;
     relay_body_move(client_in(s), up_out(s), &s->req);
@@ -727,8 +711,7 @@ static void pump_response(struct session *s)
             start_tunnel(s);
             return;
         }
-        struct timeval idle = ms_to_tv(s->w->cfg->timeouts.body_idle_ms);
-        bufferevent_set_timeouts(upstream_conn_bev(s->up), &idle, &idle);
+        conn_set_timeouts(upstream_conn_socket(s->up), s->w->tv.body_idle, s->w->tv.body_idle);
     }
     if (s->state != SESSION_EXCHANGE || (s->flags & SESSION_FL_RESP_DONE))
         return;
@@ -746,7 +729,7 @@ static void pump_response(struct session *s)
 /* ------------------------------------------------------------------------ */
 /* Callbacks                                                                 */
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_cb(struct conn *c, void *arg)
 {
     struct session *s = arg;
 
@@ -772,7 +755,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 static void start_linger(struct session *s)
 {
-    evutil_socket_t fd = bufferevent_getfd(s->cbev);
+    int fd = conn_fd(s->client);
 
     /* Closing with unread input would reset the connection and could destroy
      * the answer we just sent before the client reads it. So: FIN first,
@@ -783,13 +766,13 @@ static void start_linger(struct session *s)
     }
     session_set_state(s, SESSION_LINGER);
     evbuffer_drain(client_in(s), evbuffer_get_length(client_in(s)));
-    bufferevent_setwatermark(s->cbev, EV_READ, 0, 0);
-    bufferevent_set_timeouts(s->cbev, NULL, NULL);
-    bufferevent_enable(s->cbev, EV_READ);
-    timer_arm(s, SESSION_LINGER_MS);
+    conn_set_read_high(s->client, 0);
+    conn_set_timeouts(s->client, NULL, NULL);
+    conn_read_enable(s->client, true);
+    timer_arm(s, s->w->tv.linger);
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_write_cb(struct conn *c, void *arg)
 {
     struct session *s = arg;
 
@@ -809,25 +792,25 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_cb(struct conn *c, short what, void *arg)
 {
     struct session *s = arg;
 
-    if (what & BEV_EVENT_TIMEOUT) {
+    if (what & CONN_EV_TIMEOUT) {
         if (s->state == SESSION_EXCHANGE && !(s->flags & SESSION_FL_REQ_DONE) &&
-            (what & BEV_EVENT_READING))
+            (what & CONN_EV_READING))
             respond_error(s, 408, "client stopped sending the request body");
         else
-            session_close(s, (what & BEV_EVENT_READING) ? "client idle" : "client stopped reading");
+            session_close(s, (what & CONN_EV_READING) ? "client idle" : "client stopped reading");
         return;
     }
-    if (what & BEV_EVENT_ERROR) {
+    if (what & CONN_EV_ERROR) {
         session_close(s, "client connection error");
         return;
     }
     /* EOF: after a complete request the answer still goes out (the client
      * may have shut only its sending side); otherwise there is nothing to do. */
-    if (what & BEV_EVENT_EOF) {
+    if (what & CONN_EV_EOF) {
         if ((s->state == SESSION_EXCHANGE || s->state == SESSION_CONNECT) &&
             (s->flags & SESSION_FL_REQ_DONE)) {
             s->flags |= SESSION_FL_CLIENT_CLOSE;
@@ -837,7 +820,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-static void up_read_cb(struct bufferevent *bev, void *arg)
+static void up_read_cb(struct conn *c, void *arg)
 {
     struct session *s = arg;
 
@@ -847,7 +830,7 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
         relay_body_move(up_in(s), client_out(s), &s->resp);
 }
 
-static void up_write_cb(struct bufferevent *bev, void *arg)
+static void up_write_cb(struct conn *c, void *arg)
 {
     struct session *s = arg;
 
@@ -865,7 +848,7 @@ static void up_lost(struct session *s, short what)
         session_flush_and_close(s);
         return;
     }
-    if ((what & BEV_EVENT_EOF) && (s->flags & SESSION_FL_RESP_HEAD) &&
+    if ((what & CONN_EV_EOF) && (s->flags & SESSION_FL_RESP_HEAD) &&
         s->resp.kind == HTTP1_BODY_CLOSE) {
         /* The end of a close-delimited body. Move what is left first. */
         s->resp.kind = HTTP1_BODY_LENGTH;
@@ -875,7 +858,7 @@ static void up_lost(struct session *s, short what)
     }
     if (!(s->flags & SESSION_FL_RESP_HEAD) && try_replay(s))
         return;
-    if (what & BEV_EVENT_TIMEOUT)
+    if (what & CONN_EV_TIMEOUT)
         respond_error(s, 504, "upstream stopped sending");
     else if (!(s->flags & SESSION_FL_UP_BYTES))
         respond_error(s, 502, "upstream closed the connection without answering");
@@ -883,18 +866,18 @@ static void up_lost(struct session *s, short what)
         respond_error(s, 502, "upstream closed the connection mid-response");
 }
 
-static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+static void up_event_cb(struct conn *c, short what, void *arg)
 {
     struct session *s = arg;
 
-    if (what & BEV_EVENT_CONNECTED) {
+    if (what & CONN_EV_CONNECTED) {
         evtimer_del(&s->timer);
         send_request(s);
         return;
     }
     if (s->state == SESSION_CONNECT) {
         /* libevent leaves the connect's SO_ERROR in errno. */
-        connect_failed(s, (what & BEV_EVENT_TIMEOUT)
+        connect_failed(s, (what & CONN_EV_TIMEOUT)
                               ? "connect timed out"
                               : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return;

@@ -1,6 +1,6 @@
 /* session.h - one client connection and the exchanges it carries.
  *
- * A session owns the client bufferevent and, during an exchange, one
+ * A session owns the client connection and, during an exchange, one
  * upstream connection. It parses each request head, picks the pool and the
  * server, relays the bodies both ways without copying them, and returns the
  * upstream connection to the idle pool when the exchange ends cleanly. Every

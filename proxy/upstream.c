@@ -8,13 +8,13 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "proxy/conn.h"
 
 struct upstream_conn {
-    struct bufferevent *bev;
+    struct conn *sock;
     struct upstream_server *srv;
     TAILQ_ENTRY(upstream_conn) idle_link; /* on srv->idle while idle */
     bool idle;
@@ -34,13 +34,14 @@ struct upstream_server {
 
 struct upstream_pool {
     struct event_base *base;
+    const struct timeval *idle_tv;
     enum conf_colour colour;
     struct upstream_server *servers;
     size_t n;
 };
 
 struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
-                                        enum conf_colour colour)
+                                        enum conf_colour colour, const struct timeval *idle_tv)
 {
     struct upstream_pool *pool = calloc(1, sizeof(*pool));
 
@@ -50,6 +51,7 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, const struct co
     if (pool->servers == NULL)
         goto fail;
     pool->base = base;
+    pool->idle_tv = idle_tv;
     pool->colour = colour;
     pool->n = conf->nservers;
     for (size_t i = 0; i < pool->n; i++) {
@@ -136,12 +138,12 @@ static void idle_unlink(struct upstream_conn *conn)
 
 /* An idle connection that becomes readable was closed by the server (or sent
  * bytes nobody asked for): either way it cannot be reused. */
-static void idle_read_cb(struct bufferevent *bev, void *arg)
+static void idle_read_cb(struct conn *c, void *arg)
 {
     upstream_conn_free(arg);
 }
 
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+static void idle_event_cb(struct conn *c, short what, void *arg)
 {
     upstream_conn_free(arg);
 }
@@ -153,8 +155,8 @@ struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv)
     if (conn == NULL)
         return NULL;
     idle_unlink(conn);
-    bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
-    bufferevent_set_timeouts(conn->bev, NULL, NULL);
+    conn_set_callbacks(conn->sock, NULL, NULL, NULL, NULL);
+    conn_set_timeouts(conn->sock, NULL, NULL);
     conn->reused = true;
     return conn;
 }
@@ -163,42 +165,30 @@ struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
 {
     struct upstream_conn *conn = calloc(1, sizeof(*conn));
     const struct conf_addr *addr = &srv->conf->addr;
-    int one = 1;
 
     if (conn == NULL)
         return NULL;
     conn->srv = srv;
-    conn->bev = bufferevent_socket_new(srv->pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (conn->bev == NULL)
-        goto fail;
-    if (bufferevent_socket_connect(conn->bev, (const struct sockaddr *)&addr->ss, (int)addr->len) <
-        0)
-        goto fail;
-    /* Heads and small answers must not wait for Nagle. */
-    evutil_socket_t fd = bufferevent_getfd(conn->bev);
-    if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-        log_warn("upstream %s: TCP_NODELAY: %s", srv->conf->name, strerror(errno));
+    conn->sock = conn_connect(srv->pool->base, (const struct sockaddr *)&addr->ss, addr->len);
+    if (conn->sock == NULL) {
+        int saved = errno;
+        free(conn);
+        errno = saved;
+        return NULL;
+    }
     return conn;
-fail:
-    if (conn->bev != NULL)
-        bufferevent_free(conn->bev);
-    free(conn);
-    return NULL;
 }
 
 void upstream_conn_release(struct upstream_conn *conn)
 {
     struct upstream_server *srv = conn->srv;
-    struct timeval tv = {UPSTREAM_IDLE_TIMEOUT_MS / 1000, (UPSTREAM_IDLE_TIMEOUT_MS % 1000) * 1000};
 
     if (srv->nidle >= UPSTREAM_IDLE_MAX) {
         upstream_conn_free(conn);
         return;
     }
-    bufferevent_setcb(conn->bev, idle_read_cb, NULL, idle_event_cb, conn);
-    bufferevent_set_timeouts(conn->bev, &tv, NULL);
-    bufferevent_disable(conn->bev, EV_WRITE);
-    bufferevent_enable(conn->bev, EV_READ);
+    conn_set_callbacks(conn->sock, idle_read_cb, NULL, idle_event_cb, conn);
+    conn_set_timeouts(conn->sock, srv->pool->idle_tv, NULL);
     TAILQ_INSERT_HEAD(&srv->idle, conn, idle_link);
     srv->nidle++;
     conn->idle = true;
@@ -209,13 +199,13 @@ void upstream_conn_free(struct upstream_conn *conn)
     if (conn == NULL)
         return;
     idle_unlink(conn);
-    bufferevent_free(conn->bev);
+    conn_free(conn->sock);
     free(conn);
 }
 
-struct bufferevent *upstream_conn_bev(const struct upstream_conn *conn)
+struct conn *upstream_conn_socket(const struct upstream_conn *conn)
 {
-    return conn->bev;
+    return conn->sock;
 }
 
 struct upstream_server *upstream_conn_server(const struct upstream_conn *conn)

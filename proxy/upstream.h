@@ -15,7 +15,8 @@
 #include "conf/config.h"
 
 struct event_base;
-struct bufferevent;
+struct conn;
+struct timeval;
 struct upstream_pool;
 struct upstream_server;
 struct upstream_conn;
@@ -27,9 +28,10 @@ struct upstream_conn;
 /* At most this many idle connections per server and worker. */
 #define UPSTREAM_IDLE_MAX 256
 
-/* Returns a new pool for the servers of conf (borrowed: must outlive the pool). */
+/* Returns a new pool for the servers of conf (borrowed: must outlive the
+ * pool). idle_tv (borrowed) bounds how long a connection stays idle. */
 struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
-                                        enum conf_colour colour);
+                                        enum conf_colour colour, const struct timeval *idle_tv);
 void upstream_pool_free(struct upstream_pool *pool);
 
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
@@ -50,8 +52,8 @@ struct upstream_pool *upstream_server_pool(const struct upstream_server *srv);
 struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv);
 
 /* Starts a new connection to srv. Returns it (new) with the connect under
- * way, or NULL when even the socket could not be made. Completion is reported
- * to the bufferevent's event callback as BEV_EVENT_CONNECTED or an error. */
+ * way, or NULL when even the socket could not be made (errno set). Completion
+ * is reported to the socket's event callback as CONN_EV_CONNECTED or an error. */
 struct upstream_conn *upstream_conn_connect(struct upstream_server *srv);
 
 /* Gives a connection whose last exchange ended cleanly back to its server's
@@ -61,7 +63,8 @@ void upstream_conn_release(struct upstream_conn *conn);
 /* Closes and frees a connection; NULL is fine. */
 void upstream_conn_free(struct upstream_conn *conn);
 
-struct bufferevent *upstream_conn_bev(const struct upstream_conn *conn);
+/* The connection's socket (borrowed: owned by conn). */
+struct conn *upstream_conn_socket(const struct upstream_conn *conn);
 struct upstream_server *upstream_conn_server(const struct upstream_conn *conn);
 /* True when the connection has carried an exchange before this one. */
 bool upstream_conn_reused(const struct upstream_conn *conn);

@@ -31,6 +31,21 @@ struct proxy_shared {
     int access_log_fd;         /* -1 when off */
 };
 
+/* Lingering close: how long we read and drop after our FIN. */
+#define WORKER_LINGER_MS 2000
+
+/* Every timeout a worker arms, as common timeouts of its base: arming one
+ * is O(1) because all events with the same duration share a queue. */
+struct worker_timeouts {
+    const struct timeval *client_header;
+    const struct timeval *client_idle;
+    const struct timeval *connect;
+    const struct timeval *upstream_header;
+    const struct timeval *body_idle;
+    const struct timeval *linger;
+    const struct timeval *upstream_idle;
+};
+
 struct worker {
     unsigned id;
     pthread_t thread;
@@ -50,7 +65,8 @@ struct worker {
     unsigned nfree;
     uint64_t rng;               /* xorshift state for random buckets */
     struct http1_header *hdrs;  /* parser scratch: limits.max_headers entries */
-    size_t in_high;             /* read high-water mark of every bufferevent */
+    size_t in_high;             /* read high-water mark of every connection */
+    struct worker_timeouts tv;
     struct accesslog *alog;     /* NULL when off */
     bool draining;
     _Atomic bool running;

@@ -191,6 +191,32 @@ static int worker_listen(struct worker *w, const struct config *cfg)
     return 0;
 }
 
+static const struct timeval *common_timeout(struct event_base *base, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+    return event_base_init_common_timeout(base, &tv);
+}
+
+static int worker_timeouts_init(struct worker *w)
+{
+    const struct conf_timeouts *t = &w->cfg->timeouts;
+    struct worker_timeouts *tv = &w->tv;
+
+    tv->client_header = common_timeout(w->base, t->client_header_ms);
+    tv->client_idle = common_timeout(w->base, t->client_idle_ms);
+    tv->connect = common_timeout(w->base, t->connect_ms);
+    tv->upstream_header = common_timeout(w->base, t->upstream_header_ms);
+    tv->body_idle = common_timeout(w->base, t->body_idle_ms);
+    tv->linger = common_timeout(w->base, WORKER_LINGER_MS);
+    tv->upstream_idle = common_timeout(w->base, UPSTREAM_IDLE_TIMEOUT_MS);
+    if (tv->client_header == NULL || tv->client_idle == NULL || tv->connect == NULL ||
+        tv->upstream_header == NULL || tv->body_idle == NULL || tv->linger == NULL ||
+        tv->upstream_idle == NULL)
+        return -1;
+    return 0;
+}
+
 static int worker_init(struct worker *w, unsigned id, struct proxy_shared *shared)
 {
     const struct config *cfg = shared->cfg;
@@ -215,10 +241,11 @@ static int worker_init(struct worker *w, unsigned id, struct proxy_shared *share
         w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)id << 32) ^ (uint64_t)time(NULL);
     w->in_high = cfg->limits.max_header_bytes + 1 > 65536 ? cfg->limits.max_header_bytes + 1 : 65536;
     w->hdrs = calloc(cfg->limits.max_headers, sizeof(*w->hdrs));
-    if (w->hdrs == NULL)
+    if (w->hdrs == NULL || worker_timeouts_init(w) < 0)
         return -1;
     for (int c = 0; c < CONF_COLOURS; c++) {
-        w->pools[c] = upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c);
+        w->pools[c] = upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c,
+                                        w->tv.upstream_idle);
         if (w->pools[c] == NULL)
             return -1;
     }
