@@ -26,6 +26,7 @@
 #include "bench/backend_worker.h"
 #include "conf/log.h"
 #include "proxy/http1.h"
+#include "proxy/http1_chunked.h"
 
 #define HEAD_MAX 65536           /* request head limit, else 431 */
 #define HEADERS_MAX 100          /* header fields, else 431 */

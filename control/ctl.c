@@ -44,8 +44,9 @@ int main(int argc, char **argv)
         fputs(usage_text, stderr);
         return 2;
     }
-    fprintf(stderr, "switchyardctl: %s: the control socket is not available in this version of "
-                    "switchyard\n",
+    fprintf(stderr,
+            "switchyardctl: %s: the control socket is not available in this version of "
+            "switchyard\n",
             argv[argc - 1]);
     return 2;
 }

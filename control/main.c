@@ -59,9 +59,12 @@ struct control {
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"threads", required_argument, NULL, 'T'}, {"debug", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 'T'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -117,8 +120,8 @@ static struct config *load_config(const struct options *o)
         char cwd[4096];
         if (getcwd(cwd, sizeof(cwd)) == NULL)
             memcpy(cwd, "/", 2);
-        cfg = config_load_string(embedded_config_json, embedded_config_len,
-                                 "<embedded demo.json>", cwd, &errs);
+        cfg = config_load_string(embedded_config_json, embedded_config_len, "<embedded demo.json>",
+                                 cwd, &errs);
     }
     conf_errors_print(&errs, stderr);
     conf_errors_clear(&errs);

@@ -14,12 +14,12 @@ struct event_base;
 struct accesslog;
 
 struct accesslog_entry {
-    const char *client;   /* client address text */
-    const char *method;   /* NUL-terminated, may be truncated */
-    const char *target;   /* NUL-terminated, may be truncated */
-    int status;           /* status sent to the client; 0 when none */
-    const char *pool;     /* "blue", "green" or NULL */
-    const char *server;   /* server name or NULL */
+    const char *client; /* client address text */
+    const char *method; /* NUL-terminated, may be truncated */
+    const char *target; /* NUL-terminated, may be truncated */
+    int status;         /* status sent to the client; 0 when none */
+    const char *pool;   /* "blue", "green" or NULL */
+    const char *server; /* server name or NULL */
     uint64_t req_body_bytes;
     uint64_t resp_body_bytes;
     double upstream_ms; /* request sent -> response head; < 0 when none */

@@ -13,17 +13,17 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#define CONN_READ_MIN 16384  /* space offered to one recv */
+#define CONN_READ_MIN 16384 /* space offered to one recv */
 #define CONN_READ_MAX 65536
 
 #define CONN_FL_READ_ON 0x01     /* the user wants input */
 #define CONN_FL_READ_ARMED 0x02  /* rev is added */
 #define CONN_FL_WRITE_ARMED 0x04 /* wev is added: the socket would block */
 #define CONN_FL_CONNECTING 0x08
-#define CONN_FL_EOF 0x10           /* read returned 0: never read again */
-#define CONN_FL_FLUSH_QUEUED 0x20  /* flush_ev is active */
-#define CONN_FL_SHUT_PENDING 0x40  /* shutdown(SHUT_WR) once the output is out */
-#define CONN_FL_FAILED 0x80        /* a write failed: the event callback was told */
+#define CONN_FL_EOF 0x10          /* read returned 0: never read again */
+#define CONN_FL_FLUSH_QUEUED 0x20 /* flush_ev is active */
+#define CONN_FL_SHUT_PENDING 0x40 /* shutdown(SHUT_WR) once the output is out */
+#define CONN_FL_FAILED 0x80       /* a write failed: the event callback was told */
 
 struct conn {
     int fd;
@@ -48,9 +48,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg);
  * possible (no EOF) and allowed (input under the high-water mark). */
 static void read_update(struct conn *c)
 {
-    bool want = (c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING)) ==
-                    CONN_FL_READ_ON &&
-                (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high);
+    bool want =
+        (c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING)) == CONN_FL_READ_ON &&
+        (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high);
 
     if (want && !(c->flags & CONN_FL_READ_ARMED)) {
         event_add(&c->rev, c->rd_tv);

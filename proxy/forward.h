@@ -29,9 +29,9 @@ int forward_request_head(struct evbuffer *out, const struct http1_request *req,
     __attribute__((warn_unused_result));
 
 struct forward_response_opts {
-    bool close;          /* tell the client this connection closes */
-    bool keepalive_10;   /* HTTP/1.0 client kept alive: say so */
-    bool upgrade;        /* a 101 that switches the connection */
+    bool close;        /* tell the client this connection closes */
+    bool keepalive_10; /* HTTP/1.0 client kept alive: say so */
+    bool upgrade;      /* a 101 that switches the connection */
 };
 
 /* Appends the client response head for res to out. Returns 0 or -1. */

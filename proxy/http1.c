@@ -1,4 +1,4 @@
-/* http1.c - strict HTTP/1.1 head parsing and chunked framing (RFC 9110, RFC 9112).
+/* http1.c - strict HTTP/1.1 head parsing (RFC 9110, RFC 9112).
  *
  * The head parsers make one left-to-right pass over the bytes and decide at
  * each position from the bytes seen so far only. That is what makes them
@@ -12,14 +12,10 @@
 #include <limits.h>
 #include <string.h>
 
-/* Byte classes, one table so that every byte costs a single load. */
-#define C_TCHAR 0x01  /* token (RFC 9110 5.6.2) */
-#define C_VALUE 0x02  /* field-value byte: VCHAR, SP, HTAB, obs-text */
-#define C_VCHAR 0x04  /* visible ASCII, the request-target alphabet */
-#define C_QDTEXT 0x08 /* quoted-string text (RFC 9110 5.6.4) */
-#define C_OWS 0x10    /* SP or HTAB */
+#include "proxy/http1_chars.h"
 
-static const uint8_t char_class[256] = {
+/* The byte classes of http1_chars.h. */
+const uint8_t http1_char_class[256] = {
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x1a, 0x0f, 0x06, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0e, 0x0e, 0x0f, 0x0f, 0x0e, 0x0f, 0x0f, 0x0e,
@@ -37,11 +33,6 @@ static const uint8_t char_class[256] = {
     0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
     0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a,
 };
-
-static inline bool is_class(char c, uint8_t cls)
-{
-    return (char_class[(uint8_t)c] & cls) != 0;
-}
 
 static inline uint8_t lower(char c)
 {
@@ -70,7 +61,7 @@ static bool eq_nocase(const char *a, size_t n, const char *b, size_t b_len)
 
 static const char *skip_class(const char *p, const char *end, uint8_t cls)
 {
-    while (p < end && is_class(*p, cls))
+    while (p < end && http1_is_class(*p, cls))
         p++;
     return p;
 }
@@ -105,7 +96,7 @@ bool http1_list_has(const char *value, size_t len, const char *token)
         while (p < end && *p != ',')
             p++;
         const char *elem_end = p;
-        while (elem_end > elem && is_class(elem_end[-1], C_OWS))
+        while (elem_end > elem && http1_is_class(elem_end[-1], C_OWS))
             elem_end--;
         if (eq_nocase(elem, (size_t)(elem_end - elem), token, tok_len))
             return true;
@@ -216,7 +207,7 @@ static int parse_field(struct cursor *c, struct http1_header *h)
     const char *value = p;
     p = skip_class(p, c->end, C_VALUE);
     const char *value_end = p;
-    while (value_end > value && is_class(value_end[-1], C_OWS))
+    while (value_end > value && http1_is_class(value_end[-1], C_OWS))
         value_end--;
     h->value = value;
     h->value_len = (size_t)(value_end - value);
@@ -307,7 +298,7 @@ static int note_host(struct head_facts *f, const struct http1_header *h)
     /* A host never holds whitespace or non-ASCII; an invalid Host is a 400
      * (RFC 9112 3.2), so is a repeated one, which is counted here. */
     for (size_t i = 0; i < h->value_len; i++) {
-        if (!is_class(h->value[i], C_VCHAR))
+        if (!http1_is_class(h->value[i], C_VCHAR))
             return -1;
     }
     f->hosts++;
@@ -372,7 +363,7 @@ static int parse_fields(struct cursor *c, struct http1_header *headers, size_t m
             return expect_crlf(c);
         /* A line starting with whitespace is obs-fold (or whitespace between
          * the start-line and the first field): both are rejected (5.2, 2.2). */
-        if (is_class(*c->p, C_OWS))
+        if (http1_is_class(*c->p, C_OWS))
             return HTTP1_BAD;
         if (*n == max_headers)
             return HTTP1_TOO_LARGE;
@@ -640,263 +631,4 @@ int http1_parse_response(const char *buf, size_t len, size_t max_bytes,
     if (r == 0)
         r = finish_response(res, &f, request_method);
     return head_result(r, &c, buf, len, max_bytes);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Chunked framing (RFC 9112 7.1)                                            */
-
-/* Scanner states kept in c->sub, per framing state. */
-enum {
-    /* HTTP1_CHUNK_SIZE: chunk-size [ chunk-ext ] CRLF */
-    SZ_HEX = 0,  /* in chunk-size */
-    SZ_SEMI_WS,  /* BWS after the size or an extension: a ";" must follow */
-    SZ_NAME_PRE, /* BWS after ";" */
-    SZ_NAME,     /* in ext-name */
-    SZ_NAME_WS,  /* BWS after ext-name: "=" or ";" must follow */
-    SZ_VAL_PRE,  /* BWS after "=" */
-    SZ_TOKEN,    /* in a token ext-val */
-    SZ_QUOTED,   /* in a quoted-string ext-val */
-    SZ_QESC,     /* after a backslash in a quoted-string */
-    SZ_AFTER_Q,  /* after the closing quote */
-    SZ_LF,       /* after the line's CR */
-    /* HTTP1_CHUNK_DATA_CRLF */
-    DC_CR = 0,
-    DC_LF,
-    /* HTTP1_CHUNK_TRAILERS: *( field-line CRLF ) CRLF */
-    TR_START = 0, /* at the start of a line */
-    TR_NAME,
-    TR_VALUE,
-    TR_LF,     /* after a field line's CR */
-    TR_END_LF, /* after the CR of the empty line */
-};
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-void http1_chunked_init(struct http1_chunked *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->state = HTTP1_CHUNK_SIZE;
-    c->sub = SZ_HEX;
-}
-
-/* One digit of chunk-size into data_left. At most 16 digits, and the value
- * must stay within 2^63-1 so that every consumer can hold it signed. */
-static int size_digit(struct http1_chunked *c, int d)
-{
-    if (c->line_len > 16 || c->data_left > ((uint64_t)INT64_MAX - (uint64_t)d) / 16)
-        return -1;
-    c->data_left = c->data_left * 16 + (uint64_t)d;
-    return 0;
-}
-
-/* The next scanner state after the ext-name or ext-val byte ch ended it. */
-static int ext_end(char ch)
-{
-    if (ch == ';')
-        return SZ_NAME_PRE;
-    if (ch == '\r')
-        return SZ_LF;
-    return is_class(ch, C_OWS) ? SZ_SEMI_WS : -1;
-}
-
-/* ext-name and the BWS around it: ";" BWS ext-name BWS, then "=" or the end. */
-static int ext_name_step(uint8_t sub, char ch)
-{
-    bool ows = is_class(ch, C_OWS);
-
-    switch (sub) {
-    case SZ_SEMI_WS:
-        return ows ? SZ_SEMI_WS : ch == ';' ? SZ_NAME_PRE : -1;
-    case SZ_NAME_PRE:
-        return ows ? SZ_NAME_PRE : is_class(ch, C_TCHAR) ? SZ_NAME : -1;
-    case SZ_NAME:
-        if (is_class(ch, C_TCHAR))
-            return SZ_NAME;
-        return ch == '=' ? SZ_VAL_PRE : ows ? SZ_NAME_WS : ext_end(ch);
-    default: /* SZ_NAME_WS: the whitespace must lead somewhere */
-        if (ows)
-            return SZ_NAME_WS;
-        return ch == '=' ? SZ_VAL_PRE : ch == ';' ? SZ_NAME_PRE : -1;
-    }
-}
-
-/* ext-val: BWS ( token / quoted-string ). */
-static int ext_value_step(uint8_t sub, char ch)
-{
-    switch (sub) {
-    case SZ_VAL_PRE:
-        if (is_class(ch, C_OWS))
-            return SZ_VAL_PRE;
-        return ch == '"' ? SZ_QUOTED : is_class(ch, C_TCHAR) ? SZ_TOKEN : -1;
-    case SZ_TOKEN:
-        return is_class(ch, C_TCHAR) ? SZ_TOKEN : ext_end(ch);
-    case SZ_QUOTED:
-        if (ch == '"')
-            return SZ_AFTER_Q;
-        if (ch == '\\')
-            return SZ_QESC;
-        return is_class(ch, C_QDTEXT) ? SZ_QUOTED : -1;
-    case SZ_QESC: /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
-        return is_class(ch, C_VALUE) ? SZ_QUOTED : -1;
-    default: /* SZ_AFTER_Q */
-        return ext_end(ch);
-    }
-}
-
-/* Advances the chunk-size line scanner over ch; returns the next sub state
- * or -1. line_len already counts ch. */
-static int size_line_step(struct http1_chunked *c, char ch)
-{
-    int d;
-
-    if (c->sub == SZ_HEX) {
-        if ((d = hex_value(ch)) >= 0)
-            return size_digit(c, d) < 0 ? -1 : SZ_HEX;
-        return c->line_len == 1 ? -1 : ext_end(ch); /* the size is 1*HEXDIG */
-    }
-    if (c->sub <= SZ_NAME_WS)
-        return ext_name_step(c->sub, ch);
-    return ext_value_step(c->sub, ch);
-}
-
-/* Consumes bytes of a chunk-size line; returns the count or -1. */
-static ssize_t parse_size_line(struct http1_chunked *c, const char *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (++c->line_len > HTTP1_CHUNK_LINE_MAX)
-            return -1;
-        if (c->sub != SZ_LF) {
-            int next = size_line_step(c, buf[i]);
-            if (next < 0)
-                return -1;
-            c->sub = (uint8_t)next;
-            continue;
-        }
-        if (buf[i] != '\n')
-            return -1;
-        c->line_len = 0;
-        if (c->data_left == 0) {
-            c->state = HTTP1_CHUNK_TRAILERS; /* last-chunk */
-            c->sub = TR_START;
-        } else {
-            c->state = HTTP1_CHUNK_DATA; /* the caller moves the data */
-        }
-        return (ssize_t)(i + 1);
-    }
-    return (ssize_t)len;
-}
-
-/* Consumes the CRLF that closes a chunk's data. */
-static ssize_t parse_data_crlf(struct http1_chunked *c, const char *buf, size_t len)
-{
-    size_t i = 0;
-
-    if (c->sub == DC_CR && i < len) {
-        if (buf[i++] != '\r')
-            return -1;
-        c->sub = DC_LF;
-    }
-    if (c->sub == DC_LF && i < len) {
-        if (buf[i++] != '\n')
-            return -1;
-        c->state = HTTP1_CHUNK_SIZE;
-        c->sub = SZ_HEX;
-        c->line_len = 0;
-        c->data_left = 0;
-    }
-    return (ssize_t)i;
-}
-
-static int trailer_step(uint8_t sub, char ch)
-{
-    switch (sub) {
-    case TR_START:
-        if (ch == '\r')
-            return TR_END_LF;
-        return is_class(ch, C_TCHAR) ? TR_NAME : -1; /* obs-fold too is BAD */
-    case TR_NAME:
-        if (ch == ':')
-            return TR_VALUE;
-        return is_class(ch, C_TCHAR) ? TR_NAME : -1;
-    case TR_VALUE:
-        if (ch == '\r')
-            return TR_LF;
-        return is_class(ch, C_VALUE) ? TR_VALUE : -1;
-    case TR_LF:
-        return ch == '\n' ? TR_START : -1;
-    }
-    return -1;
-}
-
-/* Consumes trailer section bytes. The fields are only checked, not kept:
- * the caller forwards the bytes as they are. */
-static ssize_t parse_trailers(struct http1_chunked *c, const char *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (++c->trailer_bytes > HTTP1_CHUNK_TRAILERS_MAX)
-            return -1;
-        if (c->sub == TR_END_LF) {
-            if (buf[i] != '\n')
-                return -1;
-            c->state = HTTP1_CHUNK_DONE;
-            return (ssize_t)(i + 1);
-        }
-        int next = trailer_step(c->sub, buf[i]);
-        if (next < 0)
-            return -1;
-        c->sub = (uint8_t)next;
-    }
-    return (ssize_t)len;
-}
-
-ssize_t http1_chunked_parse(struct http1_chunked *c, const char *buf, size_t len)
-{
-    size_t used = 0;
-
-    while (used < len) {
-        ssize_t n;
-        switch (c->state) {
-        case HTTP1_CHUNK_SIZE:
-            n = parse_size_line(c, buf + used, len - used);
-            break;
-        case HTTP1_CHUNK_DATA:
-            if (c->data_left > 0)
-                return (ssize_t)used; /* data is the caller's to move */
-            c->state = HTTP1_CHUNK_DATA_CRLF;
-            c->sub = DC_CR;
-            continue;
-        case HTTP1_CHUNK_DATA_CRLF:
-            n = parse_data_crlf(c, buf + used, len - used);
-            break;
-        case HTTP1_CHUNK_TRAILERS:
-            n = parse_trailers(c, buf + used, len - used);
-            break;
-        default: /* HTTP1_CHUNK_DONE: nothing more belongs to this body */
-            return (ssize_t)used;
-        }
-        if (n < 0)
-            return HTTP1_BAD;
-        used += (size_t)n;
-    }
-    return (ssize_t)used;
-}
-
-void http1_chunked_data_done(struct http1_chunked *c, uint64_t n)
-{
-    if (c->state != HTTP1_CHUNK_DATA)
-        return;
-    c->data_left -= n < c->data_left ? n : c->data_left;
-    if (c->data_left == 0) {
-        c->state = HTTP1_CHUNK_DATA_CRLF;
-        c->sub = DC_CR;
-    }
 }

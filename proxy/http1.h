@@ -1,4 +1,4 @@
-/* http1.h - a strict HTTP/1.1 message head parser and chunked framing decoder.
+/* http1.h - a strict HTTP/1.1 message head parser.
  *
  * Nothing here allocates. The head parsers take a caller's buffer and fill
  * caller-provided structs with pointers into that buffer (borrowed: valid as
@@ -16,7 +16,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 /* Results of the parsers; a complete head returns its length (> 0). */
 #define HTTP1_INCOMPLETE (-2) /* the head is not complete yet: read more */
@@ -49,7 +48,8 @@ enum http1_method {
 };
 
 /* Flags read from the head (both messages unless said otherwise). */
-#define HTTP1_F_CLOSE 0x01           /* the sender closes after this message: "Connection: close",
+#define HTTP1_F_CLOSE                                                                              \
+    0x01                             /* the sender closes after this message: "Connection: close", \
                                         or HTTP/1.0 without "Connection: keep-alive" */
 #define HTTP1_F_UPGRADE 0x02         /* "Connection: upgrade" together with an Upgrade header */
 #define HTTP1_F_EXPECT_CONTINUE 0x04 /* requests: "Expect: 100-continue" */
@@ -61,7 +61,7 @@ struct http1_request {
     enum http1_method method_id;
     const char *target;
     size_t target_len;
-    int minor_version; /* 0 or 1; HTTP/2+ on this parser is HTTP1_BAD */
+    int minor_version;            /* 0 or 1; HTTP/2+ on this parser is HTTP1_BAD */
     struct http1_header *headers; /* the caller's array, filled in order */
     size_t num_headers;
     enum http1_body body; /* NONE, LENGTH or CHUNKED */
@@ -90,9 +90,8 @@ struct http1_response {
  * Content-Length values; a Transfer-Encoding other than a final "chunked";
  * Transfer-Encoding on HTTP/1.0; obs-fold; whitespace before a colon; bare LF;
  * NUL and other CTLs in fields; a missing or repeated Host on HTTP/1.1. */
-int http1_parse_request(const char *buf, size_t len, size_t max_bytes,
-                        struct http1_header *headers, size_t max_headers,
-                        struct http1_request *req);
+int http1_parse_request(const char *buf, size_t len, size_t max_bytes, struct http1_header *headers,
+                        size_t max_headers, struct http1_request *req);
 
 /* Parses a response head the same way. request_method tells whether the
  * answer can carry a body (HEAD and a 2xx answer to CONNECT cannot). */
@@ -113,40 +112,5 @@ bool http1_list_has(const char *value, size_t len, const char *token);
 
 /* The standard reason phrase for a status code ("Bad Gateway"), or "Unknown". */
 const char *http1_reason(int status);
-
-/* Chunked framing decoder. It reads only the framing (chunk-size lines with
- * their extensions, the CRLF after each chunk's data, the last chunk and the
- * trailer section); the caller moves the chunk data itself, without copying,
- * because data_left tells how many bytes of data come next. */
-enum http1_chunked_state {
-    HTTP1_CHUNK_SIZE = 0, /* reading a chunk-size line */
-    HTTP1_CHUNK_DATA,     /* data_left bytes of chunk data come next */
-    HTTP1_CHUNK_DATA_CRLF,
-    HTTP1_CHUNK_TRAILERS, /* after the last chunk: trailer fields until an empty line */
-    HTTP1_CHUNK_DONE,     /* the message is complete */
-};
-
-struct http1_chunked {
-    enum http1_chunked_state state;
-    uint64_t data_left; /* in HTTP1_CHUNK_DATA */
-    uint32_t line_len;  /* bytes of the current framing line seen so far */
-    uint32_t trailer_bytes;
-    uint8_t sub; /* internal scanner state */
-};
-
-#define HTTP1_CHUNK_LINE_MAX 4096    /* a chunk-size line, extensions included */
-#define HTTP1_CHUNK_TRAILERS_MAX 16384
-
-void http1_chunked_init(struct http1_chunked *c);
-
-/* Consumes framing bytes from buf[0..len). Stops at the start of chunk data
- * (state HTTP1_CHUNK_DATA), at the end of the message (HTTP1_CHUNK_DONE) or at
- * the end of buf. Returns the number of bytes consumed (>= 0), or HTTP1_BAD on
- * malformed framing: a size that is not hex or overflows 2^63, bad extension
- * syntax, a missing CRLF after data, bare LF, an oversized line or trailer. */
-ssize_t http1_chunked_parse(struct http1_chunked *c, const char *buf, size_t len);
-
-/* Records that n (<= data_left) bytes of chunk data went by. */
-void http1_chunked_data_done(struct http1_chunked *c, uint64_t n);
 
 #endif

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/http1.h"
+#include "proxy/http1_chunked.h"
 
 struct evbuffer;
 

@@ -35,7 +35,7 @@
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
-#define SESSION_FREE_MAX 1024         /* recycled session structs kept per worker */
+#define SESSION_FREE_MAX 1024 /* recycled session structs kept per worker */
 
 enum session_state {
     SESSION_HEAD,     /* waiting for a request head */
@@ -74,7 +74,7 @@ struct session {
     char peer_ip[INET6_ADDRSTRLEN];
     enum http1_method method;
     int client_minor;
-    uint64_t tried; /* servers of pool that failed this request */
+    uint64_t tried;            /* servers of pool that failed this request */
     struct evbuffer *req_head; /* kept until the upstream answers: a replay needs it */
     struct relay_body req, resp;
     int status;
@@ -692,13 +692,14 @@ static void pump_response(struct session *s)
         if (evbuffer_get_length(up_in(s)) == 0)
             return;
         s->flags |= SESSION_FL_UP_BYTES;
-        int r = relay_head_parse(up_in(s), s->w->cfg->limits.max_header_bytes, &head, parse_resp,
-                                 &ctx);
+        int r =
+            relay_head_parse(up_in(s), s->w->cfg->limits.max_header_bytes, &head, parse_resp, &ctx);
         if (r == HTTP1_INCOMPLETE)
             return;
         if (r < 0) {
-            respond_error(s, 502, r == HTTP1_TOO_LARGE ? "upstream response head too large"
-                                                       : "malformed upstream response");
+            respond_error(s, 502,
+                          r == HTTP1_TOO_LARGE ? "upstream response head too large"
+                                               : "malformed upstream response");
             return;
         }
         int done = on_response_head(s, &res, (size_t)r);

@@ -26,9 +26,9 @@ TAILQ_HEAD(session_list, session);
 struct proxy_shared {
     const struct config *cfg;
     struct route_split *split;
-    _Atomic uint32_t nconns;   /* client connections open, all workers */
-    _Atomic uint32_t refused;  /* connections refused over max_connections */
-    int access_log_fd;         /* -1 when off */
+    _Atomic uint32_t nconns;  /* client connections open, all workers */
+    _Atomic uint32_t refused; /* connections refused over max_connections */
+    int access_log_fd;        /* -1 when off */
 };
 
 /* Lingering close: how long we read and drop after our FIN. */
@@ -55,19 +55,19 @@ struct worker {
     struct upstream_pool *pools[CONF_COLOURS];
     struct evconnlistener **listeners;
     size_t nlisteners;
-    int notify_pipe[2];         /* the control thread writes commands here */
+    int notify_pipe[2]; /* the control thread writes commands here */
     struct event *notify_ev;
-    struct event *reap_ev;      /* frees closed sessions outside their callbacks */
+    struct event *reap_ev;        /* frees closed sessions outside their callbacks */
     struct session_list sessions; /* every live session */
     struct session_list reap;     /* closed, waiting for reap_ev */
     struct session *free_list;    /* recycled session structs */
     unsigned nsessions;
     unsigned nfree;
-    uint64_t rng;               /* xorshift state for random buckets */
-    struct http1_header *hdrs;  /* parser scratch: limits.max_headers entries */
-    size_t in_high;             /* read high-water mark of every connection */
+    uint64_t rng;              /* xorshift state for random buckets */
+    struct http1_header *hdrs; /* parser scratch: limits.max_headers entries */
+    size_t in_high;            /* read high-water mark of every connection */
     struct worker_timeouts tv;
-    struct accesslog *alog;     /* NULL when off */
+    struct accesslog *alog; /* NULL when off */
     bool draining;
     _Atomic bool running;
 };

@@ -239,13 +239,14 @@ static int worker_init(struct worker *w, unsigned id, struct proxy_shared *share
         return -1;
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)id << 32) ^ (uint64_t)time(NULL);
-    w->in_high = cfg->limits.max_header_bytes + 1 > 65536 ? cfg->limits.max_header_bytes + 1 : 65536;
+    w->in_high =
+        cfg->limits.max_header_bytes + 1 > 65536 ? cfg->limits.max_header_bytes + 1 : 65536;
     w->hdrs = calloc(cfg->limits.max_headers, sizeof(*w->hdrs));
     if (w->hdrs == NULL || worker_timeouts_init(w) < 0)
         return -1;
     for (int c = 0; c < CONF_COLOURS; c++) {
-        w->pools[c] = upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c,
-                                        w->tv.upstream_idle);
+        w->pools[c] =
+            upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c, w->tv.upstream_idle);
         if (w->pools[c] == NULL)
             return -1;
     }

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "proxy/http1.h"
+#include "proxy/http1_chunked.h"
 
 #define OK 0 /* want: the text, minus its tail, is one complete head */
 #define NONE HTTP1_BODY_NONE
