@@ -219,6 +219,18 @@ static void respond_error(struct session *s, int status, const char *detail)
         return;
     }
     log_debug("session %p (%s): %d: %s", (void *)s, s->peer_ip, status, detail);
+    if (!(s->flags & SESSION_FL_REQ_LIVE)) {
+        /* Refused before a request began (bad head, head timeout): it is
+         * still an exchange for the access log. */
+        s->flags |= SESSION_FL_REQ_LIVE;
+        s->pool = NULL;
+        s->upstream_ms = -1;
+        relay_body_init(&s->req, HTTP1_BODY_NONE, 0);
+        relay_body_init(&s->resp, HTTP1_BODY_NONE, 0);
+        clock_gettime(CLOCK_MONOTONIC, &s->t_start);
+        memcpy(s->log_method, "-", 2);
+        memcpy(s->log_target, "-", 2);
+    }
     s->status = status;
     s->error = detail;
     s->flags |= SESSION_FL_RESP_HEAD;

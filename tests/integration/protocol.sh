@@ -128,6 +128,16 @@ sy_eq "access log: status 200 and pool blue on the 10 good ones" \
 sy_eq "access log: the 404 is logged as 404" \
     "$(grep 'alog=404' <<<"$lines" | grep -cE '"status": ?404')" 1
 
+# A request refused before it reached a pool is an exchange too.
+printf 'GET /bad HTTP/1.1\r\nHost : x\r\n\r\n' | sy_raw "$PORT" "$SY_TMP/bad.out" 5
+sy_match "a malformed request gets 400" "$(head -n 1 "$SY_TMP/bad.out")" '^HTTP/1.1 400 '
+for ((i = 0; i < 60; i++)); do
+    grep -qE '"status": ?400' "$ALOG" && break
+    sleep 0.05
+done
+sy_match "access log: the 400 is logged, with no pool" "$(grep -E '"status": ?400' "$ALOG")" \
+    '"pool": ?null.*"error": ?"malformed request"'
+
 sy_stop "$SY_PROXY_PID" 10
 sy_eq "proxy exits 0 on SIGTERM" "$SY_RC" 0
 
