@@ -44,6 +44,23 @@ static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A persistent event remembers its last timeout across event_del() and
+ * event_add(ev, NULL); only event_remove_timer() forgets it. */
+static void disarm(struct event *ev)
+{
+    event_remove_timer(ev);
+    event_del(ev);
+}
+
+/* Changes the timeout of an armed event; NULL removes it. */
+static void retime(struct event *ev, const struct timeval *tv)
+{
+    if (tv != NULL)
+        event_add(ev, tv);
+    else
+        event_remove_timer(ev);
+}
+
 /* Adds or removes rev so that it is armed exactly when reading is wanted,
  * possible (no EOF) and allowed (input under the high-water mark). */
 static void read_update(struct conn *c)
@@ -56,7 +73,7 @@ static void read_update(struct conn *c)
         event_add(&c->rev, c->rd_tv);
         c->flags |= CONN_FL_READ_ARMED;
     } else if (!want && (c->flags & CONN_FL_READ_ARMED)) {
-        event_del(&c->rev);
+        disarm(&c->rev);
         c->flags &= ~CONN_FL_READ_ARMED;
     }
 }
@@ -180,12 +197,12 @@ void conn_set_timeouts(struct conn *c, const struct timeval *rd, const struct ti
     if (c->rd_tv != rd) {
         c->rd_tv = rd;
         if (c->flags & CONN_FL_READ_ARMED)
-            event_add(&c->rev, rd); /* only the timeout changes */
+            retime(&c->rev, rd);
     }
     if (c->wr_tv != wr) {
         c->wr_tv = wr;
         if (c->flags & CONN_FL_WRITE_ARMED)
-            event_add(&c->wev, wr);
+            retime(&c->wev, wr);
     }
 }
 
@@ -272,18 +289,19 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
  * callback goes last because it may free the conn. */
 static void do_write(struct conn *c)
 {
-    int n = evbuffer_write(c->out, c->fd);
+    /* evbuffer_write() returns -1 for an empty buffer, errno untouched. */
+    int n = evbuffer_get_length(c->out) > 0 ? evbuffer_write(c->out, c->fd) : 0;
 
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
         if (c->flags & CONN_FL_WRITE_ARMED)
-            event_del(&c->wev);
+            disarm(&c->wev);
         c->flags = (c->flags & ~CONN_FL_WRITE_ARMED) | CONN_FL_FAILED;
         call_event(c, CONN_EV_ERROR | CONN_EV_WRITING);
         return;
     }
     size_t left = evbuffer_get_length(c->out);
     if (left == 0 && (c->flags & CONN_FL_WRITE_ARMED)) {
-        event_del(&c->wev);
+        disarm(&c->wev);
         c->flags &= ~CONN_FL_WRITE_ARMED;
     } else if (left > 0 && !(c->flags & CONN_FL_WRITE_ARMED)) {
         event_add(&c->wev, c->wr_tv);
@@ -306,7 +324,7 @@ static void connect_done(struct conn *c)
         err = errno;
     if (err == EINPROGRESS)
         return; /* spurious wake-up */
-    event_del(&c->wev);
+    disarm(&c->wev);
     c->flags &= ~(CONN_FL_CONNECTING | CONN_FL_WRITE_ARMED);
     if (err != 0) {
         errno = err;
@@ -314,7 +332,8 @@ static void connect_done(struct conn *c)
         return;
     }
     read_update(c);
-    if (evbuffer_get_length(c->out) > 0 && !(c->flags & CONN_FL_FLUSH_QUEUED)) {
+    if ((evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING)) &&
+        !(c->flags & CONN_FL_FLUSH_QUEUED)) {
         c->flags |= CONN_FL_FLUSH_QUEUED;
         event_active(&c->flush_ev, EV_WRITE, 0);
     }
