@@ -5,7 +5,8 @@
 #   - every server of the pool dead: 502;
 #   - a backend that never answers: 504 after timeouts_ms.upstream_header;
 #   - malformed or ambiguous requests: 400 and the connection closes;
-#   - an oversized request head: 431.
+#   - an oversized request head: 431;
+#   - a request head that never ends (slowloris): 408 after client_header.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -18,7 +19,7 @@ sy_port P_ALL_DEAD
 sy_backend blue-1 "$BLUE"
 sy_backend green-1 "$GREEN"
 
-TIMEOUTS='"timeouts_ms": {"connect": 1000, "upstream_header": 500}'
+TIMEOUTS='"timeouts_ms": {"connect": 1000, "upstream_header": 500, "client_header": 500}'
 sy_config "$SY_TMP/one-dead.json" port="$P_ONE_DEAD" \
     blue="blue-1@$BLUE,blue-dead@$DEAD1" green="green-1@$GREEN" percent=0 extra="$TIMEOUTS" \
     alog=access-one-dead.log
@@ -90,6 +91,13 @@ bad_request "a Transfer-Encoding other than chunked" \
     'POST /__sink HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\nxxxx' 400
 bad_request "a request line with no version" 'GET /\r\nHost: test\r\n\r\n' 400
 bad_request "a field line without a colon" 'GET / HTTP/1.1\r\nHost: test\r\nnonsense\r\n\r\n' 400
+
+# A head that stops half-way: the client_header deadline (500 ms) answers.
+t0=$(sy_now_ms)
+printf 'GET /slow HTTP/1.1\r\nHost: test\r\nX-Slow: 1\r\n' | sy_raw "$P_ONE_DEAD" "$SY_TMP/slow.out" 5
+elapsed=$(($(sy_now_ms) - t0))
+sy_match "an unfinished request head: 408" "$(head -n 1 "$SY_TMP/slow.out")" '^HTTP/1\.1 408 '
+sy_range "an unfinished request head: answered after about client_header (ms)" "$elapsed" 400 3000
 
 big=$(head -c $((40 * 1024)) /dev/zero | tr '\0' 'a')
 code=$(sy_curl -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$URL/big")
