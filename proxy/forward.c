@@ -35,7 +35,10 @@ static bool list_has_n(const char *v, size_t vlen, const char *tok, size_t len)
 }
 
 /* Fields that describe one connection, not the message, plus those the
- * message's own Connection headers name. */
+ * message's own Connection headers name. The framing fields and Host are
+ * never dropped, whatever Connection says: we relay the body by the framing
+ * we parsed, so removing Content-Length would let the next hop read the
+ * body as a second request (smuggling). */
 static bool is_hop_by_hop(const struct http1_header *h, const struct http1_header *all, size_t n,
                           bool upgrade)
 {
@@ -44,7 +47,7 @@ static bool is_hop_by_hop(const struct http1_header *h, const struct http1_heade
         return true;
     if (NAME_IS(h, "upgrade"))
         return !upgrade;
-    if (NAME_IS(h, "transfer-encoding"))
+    if (NAME_IS(h, "transfer-encoding") || NAME_IS(h, "content-length") || NAME_IS(h, "host"))
         return false;
     for (size_t i = 0; i < n; i++) {
         if (NAME_IS(&all[i], "connection") &&

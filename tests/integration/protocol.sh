@@ -104,6 +104,20 @@ else
     sy_not_ok "pipelining: the answers come in request order" "$pipe"
 fi
 
+# --- Connection naming a framing field ------------------------------------------------------
+# "Connection: content-length" must not strip the length: the next hop would
+# read the body as a second request, smuggled past every check.
+before=$(sy_json_num "$(sy_curl "http://127.0.0.1:$BLUE/__stats")" requests)
+smuggled='GET /__status/404 HTTP/1.1\r\nHost: y\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n'
+printf "POST /__echo HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\nConnection: close, content-length\r\n\r\n$smuggled" |
+    sy_raw "$PORT" "$SY_TMP/smuggle.out" 5
+after=$(sy_json_num "$(sy_curl "http://127.0.0.1:$BLUE/__stats")" requests)
+sy_eq "Connection: content-length: one answer" "$(grep -c '^HTTP/1.1 ' "$SY_TMP/smuggle.out")" 1
+sy_match "Connection: content-length: the backend still sees the length" \
+    "$(tr -d '\r' <"$SY_TMP/smuggle.out")" '^Content-Length: 65$'
+sy_eq "Connection: content-length: the backend saw one request, not two" \
+    "$((after - before))" 2
+
 # --- access log ------------------------------------------------------------------------------
 out=$(for ((i = 1; i <= 10; i++)); do
     echo "url = \"$URL/__status/200?alog=$i\""
