@@ -72,7 +72,8 @@ static int parse_u64(const char *p, size_t n, uint64_t max, uint64_t *v)
     return 0;
 }
 
-/* Reads /__bytes's query q[0..n): n=BYTES and optionally chunked=0|1.
+/* Reads /__bytes's query q[0..n): n=BYTES and optionally chunked=0|1 and
+ * close=0|1.
  * Returns NULL, or a static message naming what is wrong. */
 static const char *bytes_query(const char *q, size_t n, struct backend_route *out)
 {
@@ -88,8 +89,10 @@ static const char *bytes_query(const char *q, size_t n, struct backend_route *ou
             have_n = true;
         } else if (len == 9 && memcmp(q, "chunked=", 8) == 0 && (q[8] == '0' || q[8] == '1')) {
             out->bytes_chunked = q[8] == '1';
+        } else if (len == 7 && memcmp(q, "close=", 6) == 0 && (q[6] == '0' || q[6] == '1')) {
+            out->bytes_close = q[6] == '1';
         } else if (len > 0) {
-            return "unknown query parameter (known: n=BYTES, chunked=0|1)";
+            return "unknown query parameter (known: n=BYTES, chunked=0|1, close=0|1)";
         }
         q += len + (amp ? 1 : 0);
         n -= len + (amp ? 1 : 0);
@@ -272,6 +275,8 @@ static int answer_bytes(struct backend_exchange *x, struct evbuffer *out)
     int64_t len = chunked ? -1 : (int64_t)x->route.bytes_n;
 
     x->status = 200;
+    if (x->route.bytes_close)
+        x->conn = BACKEND_REPLY_CLOSE; /* a server that closes right after its answer */
     x->stream_len = x->route.bytes_n;
     x->stream_chunked = chunked;
     if (backend_reply_head(x->w->shared->reply, out, 200, x->conn, "text/plain", len,

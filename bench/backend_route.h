@@ -64,6 +64,7 @@ struct backend_route {
     const char *allow;  /* ERROR 405: the methods the path takes (static) */
     uint64_t bytes_n;   /* BYTES */
     bool bytes_chunked; /* BYTES */
+    bool bytes_close;   /* BYTES: close the connection after the body */
 };
 
 /* One request on its way to an answer. The connection fills the inputs;

@@ -60,6 +60,14 @@ static const char *const state_names[] = {"head",  "connect", "exchange", "tunne
 #define SESSION_FL_UP_BYTES 0x080     /* the upstream sent something for this request */
 #define SESSION_FL_REQ_LIVE 0x100     /* a request is being handled (for the log) */
 #define SESSION_FL_UP_CLOSE 0x200     /* the upstream connection must not be reused */
+#define SESSION_FL_UP_EOF 0x400       /* the upstream closed its side; its input still counts */
+#define SESSION_FL_CLIENT_EOF 0x800   /* the client closed its side; its input still counts */
+#define SESSION_FL_UP_SHUT 0x1000     /* tunnel: our FIN went to the upstream */
+#define SESSION_FL_CLIENT_SHUT 0x2000 /* tunnel: our FIN went to the client */
+#define SESSION_FL_FALLBACK 0x4000    /* the candidate was unreachable: sent to stable */
+
+/* Flags that outlive one exchange on a kept-alive connection. */
+#define SESSION_FL_CONNECTION (SESSION_FL_CLIENT_CLOSE | SESSION_FL_CLIENT_EOF)
 
 struct session {
     TAILQ_ENTRY(session) link; /* on worker->sessions, or worker->reap */
@@ -96,6 +104,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void on_request_head(struct session *s);
 static void connect_upstream(struct session *s);
 static void pump_response(struct session *s);
+static void next_request(struct session *s);
+static void tunnel_pump(struct session *s);
 
 static double ms_since(const struct timespec *t0)
 {
@@ -359,7 +369,7 @@ void session_drain_all(struct worker *w)
     for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
         next = TAILQ_NEXT(s, link);
         if (s->state == SESSION_HEAD && evbuffer_get_length(client_in(s)) == 0)
-            session_close(s, "draining: idle connection closed");
+            session_flush_and_close(s); /* the last answer may still be going out */
         else
             s->flags |= SESSION_FL_CLIENT_CLOSE;
     }
@@ -400,7 +410,7 @@ static void copy_text(char *dst, size_t cap, const char *src, size_t len)
 
 static void begin_exchange(struct session *s, const struct http1_request *req)
 {
-    s->flags &= SESSION_FL_CLIENT_CLOSE;
+    s->flags &= SESSION_FL_CONNECTION;
     s->flags |= SESSION_FL_REQ_LIVE;
     s->method = req->method_id;
     s->client_minor = req->minor_version;
@@ -430,7 +440,11 @@ static void on_request_head(struct session *s)
     const char *head;
     size_t max = s->w->cfg->limits.max_header_bytes;
 
-    if (evbuffer_get_length(client_in(s)) == 0)
+    /* A client that pipelines without reading gets its next answer only once
+     * the previous ones have drained: its input then fills and we stop
+     * reading it. */
+    if (evbuffer_get_length(client_in(s)) == 0 ||
+        evbuffer_get_length(client_out(s)) >= RELAY_OUT_HIGH)
         return;
     if (!(s->flags & SESSION_FL_HEAD_TIMER)) {
         /* First byte of a kept-alive request: the idle wait becomes the
@@ -467,6 +481,17 @@ static void on_request_head(struct session *s)
     connect_upstream(s);
 }
 
+/* The whole request went up: the client may now be silent until the answer
+ * comes, and the upstream_header deadline starts (not before: a long upload
+ * is not a slow server). */
+static void request_complete(struct session *s)
+{
+    s->flags |= SESSION_FL_REQ_DONE;
+    conn_set_timeouts(s->client, NULL, s->w->tv.body_idle);
+    if (!(s->flags & SESSION_FL_RESP_HEAD))
+        timer_arm(s, s->w->tv.upstream_header);
+}
+
 /* Moves request body bytes up. */
 static void pump_request(struct session *s)
 {
@@ -477,11 +502,8 @@ static void pump_request(struct session *s)
         respond_error(s, 400, "malformed chunked request body");
         return;
     }
-    if (r == 1) {
-        s->flags |= SESSION_FL_REQ_DONE;
-        /* The client may now be silent until the answer comes. */
-        conn_set_timeouts(s->client, NULL, s->w->tv.body_idle);
-    }
+    if (r == 1)
+        request_complete(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -492,6 +514,7 @@ static void attach_upstream(struct session *s, struct upstream_conn *conn)
     struct conn *c = upstream_conn_socket(conn);
 
     s->up = conn;
+    s->flags &= ~(SESSION_FL_UP_CLOSE | SESSION_FL_UP_EOF | SESSION_FL_UP_BYTES);
     conn_set_callbacks(c, up_read_cb, up_write_cb, up_event_cb, s);
     setup_conn(s->w, c);
 }
@@ -508,14 +531,35 @@ static void send_request(struct session *s)
         evbuffer_add_buffer(up_out(s), s->req_head);
     }
     clock_gettime(CLOCK_MONOTONIC, &s->t_sent);
-    timer_arm(s, s->w->tv.upstream_header);
-    if (!(s->flags & SESSION_FL_REQ_DONE)) {
+    if (s->flags & SESSION_FL_REQ_DONE)
+        timer_arm(s, s->w->tv.upstream_header);
+    else {
         conn_set_timeouts(s->client, s->w->tv.body_idle, s->w->tv.body_idle);
         pump_request(s);
     }
     /* A pipelined or early answer may already be waiting. */
     if (evbuffer_get_length(up_in(s)) > 0)
         pump_response(s);
+}
+
+/* No server of the candidate pool could be reached: nothing was sent yet,
+ * so the request goes to the stable pool instead, once. */
+static bool fall_back_to_stable(struct session *s)
+{
+    struct route_view v = route_split_get(s->w->shared->split);
+    static _Thread_local time_t last_warn;
+    time_t now = time(NULL);
+
+    if ((s->flags & SESSION_FL_FALLBACK) || upstream_pool_colour(s->pool) != v.candidate)
+        return false;
+    if (now != last_warn)
+        log_warn("candidate pool %s unreachable: requests go to stable pool %s",
+                 conf_colour_name(v.candidate), conf_colour_name(v.stable));
+    last_warn = now;
+    s->flags |= SESSION_FL_FALLBACK;
+    s->pool = s->w->pools[v.stable];
+    s->tried = 0;
+    return true;
 }
 
 static void connect_upstream(struct session *s)
@@ -529,6 +573,8 @@ static void connect_upstream(struct session *s)
         struct upstream_server *srv = upstream_pool_pick(s->pool, s->tried);
         struct upstream_conn *conn;
 
+        if (srv == NULL && fall_back_to_stable(s))
+            continue;
         if (srv == NULL) {
             respond_error(s, 502, unreachable[upstream_pool_colour(s->pool)]);
             return;
@@ -571,16 +617,23 @@ static void connect_failed(struct session *s, const char *why)
     connect_upstream(s);
 }
 
+static bool idempotent(enum http1_method m)
+{
+    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
+           m == HTTP1_M_DELETE;
+}
+
 /* Sends the same request on a fresh connection to the same server: allowed
- * once, when a reused connection closed before answering and the request
- * had no body (so it is all still in req_head). */
+ * once, when a reused connection closed before answering, the request had
+ * no body (so it is all still in req_head) and is idempotent (RFC 9110
+ * 9.2.2: the server may have acted on it before closing). */
 static bool try_replay(struct session *s)
 {
     struct upstream_server *srv;
     struct upstream_conn *conn;
 
     if (!upstream_conn_reused(s->up) || (s->flags & (SESSION_FL_REPLAYED | SESSION_FL_UP_BYTES)) ||
-        s->req.kind != HTTP1_BODY_NONE)
+        s->req.kind != HTTP1_BODY_NONE || !idempotent(s->method))
         return false;
     srv = upstream_conn_server(s->up);
     drop_upstream(s);
@@ -609,6 +662,22 @@ static int parse_resp(const char *buf, size_t len, void *arg)
                                 c->method, c->res);
 }
 
+/* Waits for, or starts on, the next request of a kept-alive connection. */
+static void next_request(struct session *s)
+{
+    session_set_state(s, SESSION_HEAD);
+    on_request_head(s); /* pipelined already? */
+    if (s->state != SESSION_HEAD)
+        return;
+    if ((s->flags & SESSION_FL_CLIENT_EOF) && evbuffer_get_length(client_out(s)) < RELAY_OUT_HIGH) {
+        /* The client said all it had to say and no complete request is left. */
+        session_flush_and_close(s);
+        return;
+    }
+    if (!(s->flags & SESSION_FL_HEAD_TIMER))
+        timer_arm(s, s->w->tv.client_idle);
+}
+
 /* Ends an exchange whose response went down whole. */
 static void finish_exchange(struct session *s)
 {
@@ -616,11 +685,6 @@ static void finish_exchange(struct session *s)
                     s->resp.kind != HTTP1_BODY_CLOSE && evbuffer_get_length(up_in(s)) == 0 &&
                     evbuffer_get_length(up_out(s)) == 0;
 
-    if (!(s->flags & SESSION_FL_REQ_DONE)) {
-        /* The server answered before reading the whole request body: the
-         * rest cannot be told from a next request, so both ends close. */
-        s->flags |= SESSION_FL_CLIENT_CLOSE;
-    }
     log_exchange(s);
     if (reusable)
         upstream_conn_release(s->up);
@@ -631,12 +695,7 @@ static void finish_exchange(struct session *s)
         session_flush_and_close(s);
         return;
     }
-    session_set_state(s, SESSION_HEAD);
-    if (evbuffer_get_length(client_in(s)) > 0) {
-        on_request_head(s); /* pipelined */
-        return;
-    }
-    timer_arm(s, s->w->tv.client_idle);
+    next_request(s);
 }
 
 static void start_tunnel(struct session *s)
@@ -648,8 +707,31 @@ static void start_tunnel(struct session *s)
     conn_set_timeouts(upstream_conn_socket(s->up), s->w->tv.client_idle, s->w->tv.client_idle);
     s->req.kind = HTTP1_BODY_CLOSE;
     s->resp.kind = HTTP1_BODY_CLOSE;
+    tunnel_pump(s);
+}
+
+/* Moves bytes both ways. Each direction ends on its own: when its sender
+ * closed and everything it sent went across, our FIN follows. The tunnel
+ * closes when both directions are done and written out. */
+static void tunnel_pump(struct session *s)
+{
+    struct conn *up = upstream_conn_socket(s->up);
+
     relay_body_move(client_in(s), up_out(s), &s->req);
     relay_body_move(up_in(s), client_out(s), &s->resp);
+    if ((s->flags & (SESSION_FL_CLIENT_EOF | SESSION_FL_UP_SHUT)) == SESSION_FL_CLIENT_EOF &&
+        evbuffer_get_length(client_in(s)) == 0) {
+        s->flags |= SESSION_FL_UP_SHUT;
+        conn_shutdown_write(up);
+    }
+    if ((s->flags & (SESSION_FL_UP_EOF | SESSION_FL_CLIENT_SHUT)) == SESSION_FL_UP_EOF &&
+        evbuffer_get_length(up_in(s)) == 0) {
+        s->flags |= SESSION_FL_CLIENT_SHUT;
+        conn_shutdown_write(s->client);
+    }
+    if ((s->flags & SESSION_FL_UP_SHUT) && (s->flags & SESSION_FL_CLIENT_SHUT) &&
+        evbuffer_get_length(up_out(s)) == 0 && evbuffer_get_length(client_out(s)) == 0)
+        session_close(s, "tunnel closed by both sides");
 }
 
 /* Handles one response head. Returns 1 when it was the final one, 0 when it
@@ -672,9 +754,12 @@ static int on_response_head(struct session *s, const struct http1_response *res,
         evbuffer_drain(up_in(s), len);
         return 0;
     }
-    if (res->body == HTTP1_BODY_CLOSE)
-        s->flags |= SESSION_FL_CLIENT_CLOSE;
-    if (s->w->draining)
+    /* Close the client after this answer when its body runs to the
+     * server's close, when the server answered before the whole request
+     * body came (the rest cannot be told from a next request), when the
+     * client has closed its side and sent nothing more, or when draining. */
+    if (res->body == HTTP1_BODY_CLOSE || !(s->flags & SESSION_FL_REQ_DONE) || s->w->draining ||
+        ((s->flags & SESSION_FL_CLIENT_EOF) && evbuffer_get_length(client_in(s)) == 0))
         s->flags |= SESSION_FL_CLIENT_CLOSE;
     fo.upgrade = upgrade;
     fo.close = !upgrade && (s->flags & SESSION_FL_CLIENT_CLOSE);
@@ -694,44 +779,77 @@ static int on_response_head(struct session *s, const struct http1_response *res,
     return 1;
 }
 
-static void pump_response(struct session *s)
+/* The upstream closed before a whole response head came. */
+static void upstream_gone(struct session *s)
+{
+    if (try_replay(s))
+        return;
+    respond_error(s, 502,
+                  (s->flags & SESSION_FL_UP_BYTES)
+                      ? "upstream closed the connection in the middle of its response head"
+                      : "upstream closed the connection without answering");
+}
+
+/* Parses response heads until the final one went to the client. Returns
+ * true when the body may follow. */
+static bool pump_response_head(struct session *s)
 {
     while (!(s->flags & SESSION_FL_RESP_HEAD)) {
         struct http1_response res;
         struct resp_ctx ctx = {s->w, s->method, &res};
         const char *head;
+        int r = HTTP1_INCOMPLETE;
 
-        if (evbuffer_get_length(up_in(s)) == 0)
-            return;
-        s->flags |= SESSION_FL_UP_BYTES;
-        int r =
-            relay_head_parse(up_in(s), s->w->cfg->limits.max_header_bytes, &head, parse_resp, &ctx);
-        if (r == HTTP1_INCOMPLETE)
-            return;
+        if (evbuffer_get_length(up_in(s)) > 0) {
+            s->flags |= SESSION_FL_UP_BYTES;
+            r = relay_head_parse(up_in(s), s->w->cfg->limits.max_header_bytes, &head, parse_resp,
+                                 &ctx);
+        }
+        if (r == HTTP1_INCOMPLETE) {
+            if (s->flags & SESSION_FL_UP_EOF)
+                upstream_gone(s);
+            return false;
+        }
         if (r < 0) {
             respond_error(s, 502,
                           r == HTTP1_TOO_LARGE ? "upstream response head too large"
                                                : "malformed upstream response");
-            return;
+            return false;
         }
         int done = on_response_head(s, &res, (size_t)r);
         if (done < 0)
-            return;
+            return false;
         if (done == 0)
             continue;
         evtimer_del(&s->timer);
         if (s->status == 101) {
             start_tunnel(s);
-            return;
+            return false;
         }
         conn_set_timeouts(upstream_conn_socket(s->up), s->w->tv.body_idle, s->w->tv.body_idle);
     }
+    return true;
+}
+
+static void pump_response(struct session *s)
+{
+    if (!pump_response_head(s))
+        return;
     if (s->state != SESSION_EXCHANGE || (s->flags & SESSION_FL_RESP_DONE))
         return;
     int r = relay_body_move(up_in(s), client_out(s), &s->resp);
     if (r < 0) {
         session_close(s, "malformed chunked response body");
         return;
+    }
+    if (r == 0 && (s->flags & SESSION_FL_UP_EOF) && evbuffer_get_length(up_in(s)) == 0) {
+        /* Everything the server sent went down: a close-delimited body ends
+         * here, any other is cut short. */
+        if (s->resp.kind != HTTP1_BODY_CLOSE) {
+            session_close(s, "upstream closed the connection mid-response");
+            return;
+        }
+        r = 1;
     }
     if (r == 1) {
         s->flags |= SESSION_FL_RESP_DONE;
@@ -754,7 +872,7 @@ static void client_read_cb(struct conn *c, void *arg)
         pump_request(s);
         break;
     case SESSION_TUNNEL:
-        relay_body_move(client_in(s), up_out(s), &s->req);
+        tunnel_pump(s);
         break;
     case SESSION_LINGER:
         evbuffer_drain(client_in(s), evbuffer_get_length(client_in(s)));
@@ -773,7 +891,7 @@ static void start_linger(struct session *s)
     /* Closing with unread input would reset the connection and could destroy
      * the answer we just sent before the client reads it. So: FIN first,
      * then read and drop for a while. */
-    if (fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+    if ((s->flags & SESSION_FL_CLIENT_EOF) || shutdown(fd, SHUT_WR) < 0) {
         session_close(s, "closed");
         return;
     }
@@ -790,17 +908,49 @@ static void client_write_cb(struct conn *c, void *arg)
     struct session *s = arg;
 
     switch (s->state) {
+    case SESSION_HEAD:
+        /* Pipelined requests wait for the answers before them to drain. */
+        if (evbuffer_get_length(client_in(s)) > 0 || (s->flags & SESSION_FL_CLIENT_EOF))
+            next_request(s);
+        break;
     case SESSION_EXCHANGE:
         pump_response(s);
         break;
     case SESSION_TUNNEL:
-        relay_body_move(up_in(s), client_out(s), &s->resp);
+        tunnel_pump(s);
         break;
     case SESSION_FLUSH:
         if (evbuffer_get_length(client_out(s)) == 0)
             start_linger(s);
         break;
     default:
+        break;
+    }
+}
+
+/* The client closed its sending side. What it sent before still counts:
+ * complete requests are answered (pipelined ones too), a tunnel carries on
+ * in the other direction. */
+static void client_eof(struct session *s)
+{
+    s->flags |= SESSION_FL_CLIENT_EOF;
+    switch (s->state) {
+    case SESSION_HEAD:
+        next_request(s);
+        break;
+    case SESSION_CONNECT:
+    case SESSION_EXCHANGE:
+        if (!(s->flags & SESSION_FL_REQ_DONE))
+            session_close(s, "client closed in the middle of its request");
+        break;
+    case SESSION_TUNNEL:
+        tunnel_pump(s);
+        break;
+    case SESSION_LINGER:
+        session_close(s, "closed");
+        break;
+    case SESSION_FLUSH:
+    case SESSION_CLOSED:
         break;
     }
 }
@@ -815,21 +965,10 @@ static void client_event_cb(struct conn *c, short what, void *arg)
             respond_error(s, 408, "client stopped sending the request body");
         else
             session_close(s, (what & CONN_EV_READING) ? "client idle" : "client stopped reading");
-        return;
-    }
-    if (what & CONN_EV_ERROR) {
+    } else if (what & CONN_EV_ERROR) {
         session_close(s, "client connection error");
-        return;
-    }
-    /* EOF: after a complete request the answer still goes out (the client
-     * may have shut only its sending side); otherwise there is nothing to do. */
-    if (what & CONN_EV_EOF) {
-        if ((s->state == SESSION_EXCHANGE || s->state == SESSION_CONNECT) &&
-            (s->flags & SESSION_FL_REQ_DONE)) {
-            s->flags |= SESSION_FL_CLIENT_CLOSE;
-            return;
-        }
-        session_close(s, s->state == SESSION_HEAD ? "client closed" : "client closed early");
+    } else if (what & CONN_EV_EOF) {
+        client_eof(s);
     }
 }
 
@@ -840,7 +979,7 @@ static void up_read_cb(struct conn *c, void *arg)
     if (s->state == SESSION_EXCHANGE)
         pump_response(s);
     else if (s->state == SESSION_TUNNEL)
-        relay_body_move(up_in(s), client_out(s), &s->resp);
+        tunnel_pump(s);
 }
 
 static void up_write_cb(struct conn *c, void *arg)
@@ -850,33 +989,20 @@ static void up_write_cb(struct conn *c, void *arg)
     if (s->state == SESSION_EXCHANGE)
         pump_request(s);
     else if (s->state == SESSION_TUNNEL)
-        relay_body_move(client_in(s), up_out(s), &s->req);
+        tunnel_pump(s);
 }
 
-/* The upstream closed or failed during an exchange. */
-static void up_lost(struct session *s, short what)
+/* A socket error or an idle timeout on the upstream during an exchange. */
+static void upstream_failed(struct session *s, short what)
 {
-    if (s->state == SESSION_TUNNEL) {
-        relay_body_move(up_in(s), client_out(s), &s->resp);
-        session_flush_and_close(s);
-        return;
-    }
-    if ((what & CONN_EV_EOF) && (s->flags & SESSION_FL_RESP_HEAD) &&
-        s->resp.kind == HTTP1_BODY_CLOSE) {
-        /* The end of a close-delimited body. Move what is left first. */
-        s->resp.kind = HTTP1_BODY_LENGTH;
-        s->resp.left = evbuffer_get_length(up_in(s));
-        pump_response(s);
-        return;
-    }
-    if (!(s->flags & SESSION_FL_RESP_HEAD) && try_replay(s))
+    if (!(s->flags & SESSION_FL_RESP_HEAD) && (what & CONN_EV_ERROR) && try_replay(s))
         return;
     if (what & CONN_EV_TIMEOUT)
-        respond_error(s, 504, "upstream stopped sending");
-    else if (!(s->flags & SESSION_FL_UP_BYTES))
-        respond_error(s, 502, "upstream closed the connection without answering");
+        respond_error(s, 504,
+                      (what & CONN_EV_READING) ? "upstream stopped sending"
+                                               : "upstream stopped reading the request");
     else
-        respond_error(s, 502, "upstream closed the connection mid-response");
+        respond_error(s, 502, "upstream connection failed");
 }
 
 static void up_event_cb(struct conn *c, short what, void *arg)
@@ -889,18 +1015,27 @@ static void up_event_cb(struct conn *c, short what, void *arg)
         return;
     }
     if (s->state == SESSION_CONNECT) {
-        /* libevent leaves the connect's SO_ERROR in errno. */
+        /* conn leaves the connect's SO_ERROR in errno. */
         connect_failed(s, (what & CONN_EV_TIMEOUT)
                               ? "connect timed out"
                               : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return;
     }
-    /* Bytes that came with the FIN are still to be relayed. */
     s->flags |= SESSION_FL_UP_CLOSE;
-    if (s->state == SESSION_EXCHANGE && evbuffer_get_length(up_in(s)) > 0)
-        pump_response(s);
-    if (s->state == SESSION_EXCHANGE || s->state == SESSION_TUNNEL)
-        up_lost(s, what);
+    if (what & CONN_EV_EOF) {
+        /* What came before the FIN is still to be relayed: the pumps finish
+         * the exchange (or the tunnel direction) once it has gone down. */
+        s->flags |= SESSION_FL_UP_EOF;
+        if (s->state == SESSION_EXCHANGE)
+            pump_response(s);
+        else if (s->state == SESSION_TUNNEL)
+            tunnel_pump(s);
+        return;
+    }
+    if (s->state == SESSION_EXCHANGE)
+        upstream_failed(s, what);
+    else if (s->state == SESSION_TUNNEL)
+        session_close(s, "upstream connection failed in the tunnel");
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
