@@ -16,6 +16,7 @@ sy_port DEAD1
 sy_port DEAD2
 sy_port P_ONE_DEAD
 sy_port P_ALL_DEAD
+sy_port P_FALLBACK
 sy_backend blue-1 "$BLUE"
 sy_backend green-1 "$GREEN"
 
@@ -26,6 +27,9 @@ sy_config "$SY_TMP/one-dead.json" port="$P_ONE_DEAD" \
 sy_config "$SY_TMP/all-dead.json" port="$P_ALL_DEAD" \
     blue="blue-dead-1@$DEAD1,blue-dead-2@$DEAD2" green="green-1@$GREEN" percent=0 \
     extra="$TIMEOUTS" alog=access-all-dead.log
+sy_config "$SY_TMP/fallback.json" port="$P_FALLBACK" \
+    blue="blue-1@$BLUE" green="green-dead@$DEAD1" percent=100 extra="$TIMEOUTS" \
+    alog=access-fallback.log
 sy_proxy "$SY_TMP/one-dead.json" "$P_ONE_DEAD" proxy-one-dead || sy_finish
 ONE_DEAD_PID=$SY_PROXY_PID
 sy_proxy "$SY_TMP/all-dead.json" "$P_ALL_DEAD" proxy-all-dead || sy_finish
@@ -52,6 +56,23 @@ sy_match "every blue server dead: the body says why" "$(cat "$SY_TMP/502.body")"
 sy_eq "every blue server dead: the green pool is not used instead" \
     "$(sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$P_ALL_DEAD/")" \
     "502 "
+
+# The candidate is the pool that failed: the request goes to stable instead.
+sy_proxy "$SY_TMP/fallback.json" "$P_FALLBACK" proxy-fallback || sy_finish
+sy_eq "candidate at 100 % unreachable: answered by stable" \
+    "$(sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$P_FALLBACK/")" \
+    "200 blue-1"
+
+# An upload slower than upstream_header (500 ms) is not a slow server: the
+# deadline starts once the whole request went up.
+head -c 1500000 /dev/zero >"$SY_TMP/upload.bin"
+t0=$(sy_now_ms)
+out=$(SY_CURL_MAX_TIME=20 sy_curl --limit-rate 1M -T "$SY_TMP/upload.bin" -w ' %{http_code}' \
+    "$URL/__sink")
+elapsed=$(($(sy_now_ms) - t0))
+sy_match "a 1.5 s upload with upstream_header 500 ms: 200 and every byte" "$out" \
+    '"bytes": ?1500000.* 200$'
+sy_range "the upload really took longer than upstream_header (ms)" "$elapsed" 900 20000
 
 # --- a backend that hangs ----------------------------------------------------------
 fault=$(sy_curl -X POST -d '{"hang": true}' "http://127.0.0.1:$BLUE/__fault" -w ' %{http_code}')
