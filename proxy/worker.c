@@ -62,6 +62,29 @@ fail:;
     return -1;
 }
 
+/* SO_REUSEPORT would let us share a port silently with another process of
+ * the same user (a second switchyard, say) and split its traffic. So each
+ * address is first bound once without it: EADDRINUSE then means someone
+ * else is there. */
+static int listen_probe(const struct conf_addr *addr)
+{
+    int one = 1;
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = -1;
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+        (addr->ss.ss_family != AF_INET6 ||
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0) &&
+        bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0)
+        rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -303,6 +326,12 @@ struct proxy *proxy_new(const struct config *cfg, struct route_split *split)
         p->shared.access_log_fd = accesslog_open_file(cfg->access_log_path);
         if (p->shared.access_log_fd < 0) {
             log_error("access_log.path %s: %s", cfg->access_log_path, strerror(errno));
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (listen_probe(&cfg->listen[i].addr) < 0) {
+            log_error("listen %s: %s", cfg->listen[i].addr.text, strerror(errno));
             goto fail;
         }
     }

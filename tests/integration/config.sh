@@ -80,6 +80,19 @@ fi
 sy_match "switchyard -c on a bad config names the problems" "$(cat "$SY_TMP/start.err")" \
     "routing\\.candidate_percnt"
 
+# A second switchyard on an address already served refuses to start, rather
+# than silently sharing the port (SO_REUSEPORT) and half its traffic.
+sy_port P1
+sy_port P2
+sy_port P3
+sy_config "$SY_TMP/first.json" port="$P1" blue="blue-1@$P2" green="green-1@$P3"
+sy_proxy "$SY_TMP/first.json" "$P1" first || sy_finish
+timeout 10 "$SY" -c "$SY_TMP/first.json" >/dev/null 2>"$SY_TMP/second.err"
+sy_eq "a second switchyard on the same address exits 1" "$?" 1
+sy_match "... and says the address is in use" "$(cat "$SY_TMP/second.err")" \
+    "listen 127\\.0\\.0\\.1:$P1: Address already in use"
+sy_stop "$SY_PROXY_PID" 10
+
 # --- usage ---------------------------------------------------------------------------
 help=$("$SY" --help 2>&1)
 sy_eq "--help exits 0" "$?" 0
