@@ -20,34 +20,6 @@
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_PAUSE_MS 100 /* after EMFILE and the like: let connections close first */
 
-/* Makes the listening socket. Without reuseport the bind is exclusive, so a
- * second backend started on a port in use fails instead of silently sharing
- * it; with it, every worker binds the same address. */
-static int listen_socket(const struct conf_addr *addr, bool reuseport)
-{
-    int one = 1;
-    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-        goto fail;
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-        goto fail;
-    if (addr->ss.ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-        goto fail;
-    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0)
-        goto fail;
-    return fd;
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
-}
-
 /* After binding port 0: puts the port the kernel chose into *addr. */
 static int learn_port(int fd, struct conf_addr *addr)
 {
@@ -147,7 +119,9 @@ int backend_worker_init(struct backend_worker *w, struct backend_shared *shared,
         log_error("worker %u: cannot make an event base", id);
         return -1;
     }
-    fd = listen_socket(addr, reuseport);
+    /* Without reuseport the bind is exclusive, so a second backend started
+     * on a port in use fails instead of silently sharing it. */
+    fd = conf_addr_listen(addr, reuseport, LISTEN_BACKLOG);
     if (fd < 0) {
         log_error("cannot listen on %s: %s", addr->text, strerror(errno));
         return -1;

@@ -32,4 +32,11 @@ int conf_cidr_parse(const char *s, struct conf_cidr *out, const char **why);
  * lies inside c. */
 bool conf_cidr_match(const struct conf_cidr *c, const struct sockaddr *sa);
 
+/* Makes a non-blocking, close-on-exec TCP socket listening on addr (with
+ * SO_REUSEADDR; IPv6 sockets are v6-only; SO_REUSEPORT when reuseport, so
+ * that several sockets can share the address). Returns the new fd, or -1
+ * with errno set (EADDRINUSE when another socket holds the address and
+ * either side did not ask for reuseport). */
+int conf_addr_listen(const struct conf_addr *addr, bool reuseport, int backlog);
+
 #endif

@@ -36,53 +36,18 @@ struct proxy {
 
 static void worker_free(struct worker *w);
 
-/* Makes one listening socket for addr. SO_REUSEPORT lets every worker have
- * its own socket on the same address, and the kernel spread connections. */
-static int listen_socket(const struct conf_addr *addr)
-{
-    int one = 1;
-    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-        goto fail;
-    if (addr->ss.ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-        goto fail;
-    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0)
-        goto fail;
-    return fd;
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
-}
-
 /* SO_REUSEPORT would let us share a port silently with another process of
  * the same user (a second switchyard, say) and split its traffic. So each
  * address is first bound once without it: EADDRINUSE then means someone
  * else is there. */
 static int listen_probe(const struct conf_addr *addr)
 {
-    int one = 1;
-    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int rc = -1;
+    int fd = conf_addr_listen(addr, false, 1);
 
     if (fd < 0)
         return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-        (addr->ss.ss_family != AF_INET6 ||
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0) &&
-        bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0)
-        rc = 0;
-    int saved = errno;
     close(fd);
-    errno = saved;
-    return rc;
+    return 0;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -199,7 +164,9 @@ static int worker_listen(struct worker *w, const struct config *cfg)
     w->nlisteners = cfg->nlisten;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         const struct conf_addr *addr = &cfg->listen[i].addr;
-        int fd = listen_socket(addr);
+        /* One socket per worker on the same address: the kernel spreads
+         * the connections. */
+        int fd = conf_addr_listen(addr, true, LISTEN_BACKLOG);
         if (fd < 0) {
             log_error("listen %s: %s", addr->text, strerror(errno));
             return -1;
