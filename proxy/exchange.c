@@ -48,6 +48,8 @@ static void attach_upstream(struct session *s, struct upstream_conn *conn)
  * the server may have closed it just now) and starts relaying the body. */
 static void send_request(struct session *s)
 {
+    /* A connect deadline may still run from a server tried before. */
+    evtimer_del(&s->timer);
     session_set_state(s, SESSION_EXCHANGE);
     if (upstream_conn_reused(s->up)) {
         size_t len = evbuffer_get_length(s->req_head);
