@@ -93,6 +93,30 @@ sy_match "... and says the address is in use" "$(cat "$SY_TMP/second.err")" \
     "listen 127\\.0\\.0\\.1:$P1: Address already in use"
 sy_stop "$SY_PROXY_PID" 10
 
+# Several listen entries: every address serves (and ::1 too when the
+# machine has IPv6 loopback).
+sy_port P4
+sy_port P5
+sy_backend blue-1 "$P2"
+sy_backend green-1 "$P3"
+sy_config "$SY_TMP/two.json" port="$P4" blue="blue-1@$P2" green="green-1@$P3"
+six=""
+if grep -qs '^0\{31\}1 ' /proc/net/if_inet6; then
+    six=", {\"addr\": \"[::1]:$P5\"}"
+fi
+sed -i "s|\"listen\": \[{\"addr\": \"127.0.0.1:$P4\"}\]|\"listen\": [{\"addr\": \"127.0.0.1:$P4\"}, {\"addr\": \"127.0.0.2:$P5\"}$six]|" \
+    "$SY_TMP/two.json"
+sy_proxy "$SY_TMP/two.json" "$P4" two || sy_finish
+sy_eq "two listen entries: the first serves" \
+    "$(sy_curl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P4/")" 200
+sy_eq "two listen entries: the second serves" \
+    "$(sy_curl -o /dev/null -w '%{http_code}' "http://127.0.0.2:$P5/")" 200
+if [[ -n "$six" ]]; then
+    sy_eq "an IPv6 listen entry serves" \
+        "$(sy_curl -g -o /dev/null -w '%{http_code}' "http://[::1]:$P5/")" 200
+fi
+sy_stop "$SY_PROXY_PID" 10
+
 # --- usage ---------------------------------------------------------------------------
 help=$("$SY" --help 2>&1)
 sy_eq "--help exits 0" "$?" 0

@@ -6,7 +6,9 @@
 #   - a backend that never answers: 504 after timeouts_ms.upstream_header;
 #   - malformed or ambiguous requests: 400 and the connection closes;
 #   - an oversized request head: 431;
-#   - a request head that never ends (slowloris): 408 after client_header.
+#   - a request head that never ends (slowloris): 408 after client_header;
+#   - a request body that stalls: 408 after body_idle;
+#   - a kept-alive connection with nothing to do: closed after client_idle.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -20,7 +22,8 @@ sy_port P_FALLBACK
 sy_backend blue-1 "$BLUE"
 sy_backend green-1 "$GREEN"
 
-TIMEOUTS='"timeouts_ms": {"connect": 1000, "upstream_header": 500, "client_header": 500}'
+TIMEOUTS='"timeouts_ms": {"connect": 1000, "upstream_header": 500, "client_header": 500,
+                          "client_idle": 700, "body_idle": 700}'
 sy_config "$SY_TMP/one-dead.json" port="$P_ONE_DEAD" \
     blue="blue-1@$BLUE,blue-dead@$DEAD1" green="green-1@$GREEN" percent=0 extra="$TIMEOUTS" \
     alog=access-one-dead.log
@@ -119,6 +122,25 @@ printf 'GET /slow HTTP/1.1\r\nHost: test\r\nX-Slow: 1\r\n' | sy_raw "$P_ONE_DEAD
 elapsed=$(($(sy_now_ms) - t0))
 sy_match "an unfinished request head: 408" "$(head -n 1 "$SY_TMP/slow.out")" '^HTTP/1\.1 408 '
 sy_range "an unfinished request head: answered after about client_header (ms)" "$elapsed" 400 3000
+
+# A body that stops half-way: body_idle (700 ms) answers.
+t0=$(sy_now_ms)
+printf 'POST /__sink HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n0123456789' |
+    sy_raw "$P_ONE_DEAD" "$SY_TMP/stall.out" 5
+elapsed=$(($(sy_now_ms) - t0))
+sy_match "a stalled request body: 408" "$(head -n 1 "$SY_TMP/stall.out")" '^HTTP/1\.1 408 '
+sy_range "a stalled request body: answered after about body_idle (ms)" "$elapsed" 600 3000
+
+# A kept-alive connection left idle is closed after client_idle (700 ms).
+t0=$(sy_now_ms)
+printf 'GET /idle HTTP/1.1\r\nHost: test\r\n\r\n' |
+    "$SY_BUILD/sy-rawclient" "$P_ONE_DEAD" --timeout-ms 5000 >"$SY_TMP/idle.out"
+rc=$?
+elapsed=$(($(sy_now_ms) - t0))
+sy_match "an idle kept-alive connection: its request was answered" \
+    "$(head -n 1 "$SY_TMP/idle.out")" '^HTTP/1\.1 200 '
+sy_eq "an idle kept-alive connection: the proxy closes it" "$rc" 0
+sy_range "an idle kept-alive connection: closed after about client_idle (ms)" "$elapsed" 600 3000
 
 big=$(head -c $((40 * 1024)) /dev/zero | tr '\0' 'a')
 code=$(sy_curl -o /dev/null -w '%{http_code}' -H "X-Big: $big" "$URL/big")
