@@ -13,6 +13,7 @@
 #include "conf/config.h"
 #include "conf/log.h"
 #include "control/embedded_config.h"
+#include "control/service.h"
 #include "proxy/route.h"
 #include "proxy/worker.h"
 
@@ -169,13 +170,10 @@ static void hup_signal_cb(evutil_socket_t sig, short what, void *arg)
     log_warn("SIGHUP: reloading is not supported yet; the running config stays");
 }
 
-static void log_start(const struct config *cfg)
+static void log_start(const struct config *cfg, const struct route_split *split)
 {
-    struct route_view v;
-    struct route_split split;
+    struct route_view v = route_split_get(split);
 
-    route_split_init(&split, cfg->routing.stable, cfg->routing.candidate_bp);
-    v = route_split_get(&split);
     for (size_t i = 0; i < cfg->nlisten; i++)
         log_info("listening on %s", cfg->listen[i].addr.text);
     log_info("%u workers; stable %s %.2f%%, candidate %s %.2f%%", cfg->workers,
@@ -186,15 +184,14 @@ static void log_start(const struct config *cfg)
 static int run(const struct config *cfg)
 {
     struct control ctl = {.cfg = cfg};
-    struct route_split split;
+    struct service *svc = service_new(cfg);
     struct event *sigs[3] = {NULL};
     int rc = 1;
 
-    route_split_init(&split, cfg->routing.stable, cfg->routing.candidate_bp);
     ctl.base = event_base_new();
-    if (ctl.base == NULL)
+    if (ctl.base == NULL || svc == NULL)
         goto out;
-    ctl.proxy = proxy_new(cfg, &split);
+    ctl.proxy = proxy_new(cfg, service_split(svc));
     if (ctl.proxy == NULL)
         goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
@@ -208,12 +205,13 @@ static int run(const struct config *cfg)
     }
     if (ctl.drain_poll == NULL || ctl.drain_deadline == NULL || proxy_start(ctl.proxy) < 0)
         goto out;
-    log_start(cfg);
+    log_start(cfg, service_split(svc));
     event_base_dispatch(ctl.base);
     log_info("all workers stopped; exiting");
     rc = 0;
 out:
     proxy_free(ctl.proxy);
+    service_free(svc);
     for (int i = 0; i < 3; i++) {
         if (sigs[i] != NULL)
             event_free(sigs[i]);
