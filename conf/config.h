@@ -109,10 +109,10 @@ struct conf_detector {
 };
 
 struct conf_window {
-    uint8_t days;       /* bit 0 = Monday .. bit 6 = Sunday */
-    uint16_t from_min;  /* minutes after midnight */
-    uint16_t to_min;    /* may be < from_min: crosses midnight */
-    char *tz;           /* IANA zone name */
+    uint8_t days;      /* bit 0 = Monday .. bit 6 = Sunday */
+    uint16_t from_min; /* minutes after midnight */
+    uint16_t to_min;   /* may be < from_min: crosses midnight */
+    char *tz;          /* IANA zone name */
 };
 
 struct conf_probe {
@@ -123,8 +123,8 @@ struct conf_probe {
 };
 
 struct conf_rollout {
-    bool enabled;         /* section present */
-    uint32_t *steps_bp;   /* increasing, last = 10000 */
+    bool enabled;       /* section present */
+    uint32_t *steps_bp; /* increasing, last = 10000 */
     size_t nsteps;
     uint32_t step_s;
     struct conf_window *windows;
@@ -142,8 +142,8 @@ struct conf_redis {
 };
 
 struct config {
-    char *path; /* the file as given, or "<embedded>" */
-    char *dir;  /* folder relative paths resolve against */
+    char *path;       /* the file as given, or "<embedded>" */
+    char *dir;        /* folder relative paths resolve against */
     unsigned workers; /* 0 in the file = one per core; resolved at load */
     struct conf_listen *listen;
     size_t nlisten;
@@ -155,7 +155,7 @@ struct config {
     struct conf_health health;
     struct conf_detector detector;
     struct conf_rollout rollout;
-    char *state_file;      /* absolute path, NULL when absent */
+    char *state_file; /* absolute path, NULL when absent */
     struct conf_redis redis;
     char *access_log_path; /* absolute path, NULL when absent */
 };
@@ -178,9 +178,8 @@ struct config *config_load_file(const char *path, struct conf_errors *errs)
 
 /* The same for text held in memory: name is used in messages, dir resolves
  * relative paths. */
-struct config *config_load_string(const char *text, size_t len, const char *name,
-                                  const char *dir, struct conf_errors *errs)
-    __attribute__((warn_unused_result));
+struct config *config_load_string(const char *text, size_t len, const char *name, const char *dir,
+                                  struct conf_errors *errs) __attribute__((warn_unused_result));
 
 void config_free(struct config *cfg);
 

@@ -12,11 +12,7 @@ SMALL=$((3 * 1024 * 1024 + 17))
 HWM_LIMIT_KB=$((64 * 1024))
 export SY_CURL_MAX_TIME=100
 
-sy_port BLUE
-sy_port GREEN
-sy_port PORT
-sy_backend blue-1 "$BLUE"
-sy_backend green-1 "$GREEN"
+sy_backends
 sy_config "$SY_TMP/bodies.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0
 sy_proxy "$SY_TMP/bodies.json" "$PORT" || sy_finish
 URL="http://127.0.0.1:$PORT"

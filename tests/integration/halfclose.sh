@@ -15,11 +15,7 @@ RAW="$SY_BUILD/sy-rawclient"
     sy_finish
 }
 
-sy_port BLUE
-sy_port GREEN
-sy_port PORT
-sy_backend blue-1 "$BLUE"
-sy_backend green-1 "$GREEN"
+sy_backends
 sy_config "$SY_TMP/halfclose.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" \
     percent=0
 sy_proxy "$SY_TMP/halfclose.json" "$PORT" || sy_finish

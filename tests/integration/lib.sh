@@ -341,6 +341,17 @@ sy_proxy()
 #   percent=N              routing.candidate_percent (default 0)
 #   routing='"k": v, ...'  more members of "routing"
 #   extra='"k": v, ...'    more top-level members (timeouts_ms, limits, ...)
+# sy_backends: the usual pair: sy-backends blue-1 on $BLUE and green-1 on
+# $GREEN, and a free port for the proxy in $PORT.
+sy_backends()
+{
+    sy_port BLUE
+    sy_port GREEN
+    sy_port PORT
+    sy_backend blue-1 "$BLUE"
+    sy_backend green-1 "$GREEN"
+}
+
 # The access log goes to FILE's folder, access.log unless alog=NAME.
 sy_config()
 {

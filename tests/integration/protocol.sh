@@ -5,11 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-sy_port BLUE
-sy_port GREEN
-sy_port PORT
-sy_backend blue-1 "$BLUE"
-sy_backend green-1 "$GREEN"
+sy_backends
 sy_config "$SY_TMP/protocol.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0
 sy_proxy "$SY_TMP/protocol.json" "$PORT" || sy_finish
 URL="http://127.0.0.1:$PORT"

@@ -9,11 +9,7 @@ CLIENTS=10
 PER_CLIENT=50
 TOTAL=$((CLIENTS * PER_CLIENT))
 
-sy_port BLUE
-sy_port GREEN
-sy_port PORT
-sy_backend blue-1 "$BLUE"
-sy_backend green-1 "$GREEN"
+sy_backends
 sy_config "$SY_TMP/reuse.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0
 sy_proxy "$SY_TMP/reuse.json" "$PORT" || sy_finish
 

@@ -7,11 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-sy_port BLUE
-sy_port GREEN
-sy_port PORT
-sy_backend blue-1 "$BLUE"
-sy_backend green-1 "$GREEN"
+sy_backends
 STATE="$SY_TMP/switchyard.state.json"
 sy_config "$SY_TMP/state.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" \
     percent=0 extra="\"state\": {\"file\": \"$STATE\"}"

@@ -186,8 +186,8 @@ static void test_pick_sticky_and_override(void **state)
     unsigned green = 0;
     for (unsigned i = 0; i < 1000; i++) {
         char text[128];
-        snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nHost: x\r\nCookie: a=b; session=u%u\r\n\r\n",
-                 i);
+        snprintf(text, sizeof(text),
+                 "GET / HTTP/1.1\r\nHost: x\r\nCookie: a=b; session=u%u\r\n\r\n", i);
         parse(&p, text);
         enum conf_colour c = route_pick(&r, &rs, &p.req, (struct sockaddr *)&lo, &rng);
         for (int again = 0; again < 3; again++)
