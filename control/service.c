@@ -12,6 +12,8 @@ struct service {
     struct state_machine *sm;
     struct events *events;
     struct route_split split;
+    service_event_cb on_event;
+    void *on_event_arg;
 };
 
 static int persist_hook(const struct state *s, void *arg, char *why, size_t why_len)
@@ -28,6 +30,8 @@ static void event_hook(const struct state_event *e, void *arg)
     struct service *svc = arg;
 
     events_push(svc->events, e);
+    if (svc->on_event != NULL)
+        svc->on_event(e, svc->on_event_arg);
 }
 
 /* One atomic store: every worker routes by it from its next request on. */
@@ -108,6 +112,17 @@ struct route_split *service_split(struct service *svc)
 const struct state *service_state(const struct service *svc)
 {
     return state_current(svc->sm);
+}
+
+const struct events *service_events(const struct service *svc)
+{
+    return svc->events;
+}
+
+void service_on_event(struct service *svc, service_event_cb cb, void *arg)
+{
+    svc->on_event = cb;
+    svc->on_event_arg = arg;
 }
 
 int service_apply(struct service *svc, const struct state_change *c, struct state_error *err)

@@ -12,6 +12,7 @@
 #define SY_CONTROL_SERVICE_H
 
 #include "conf/config.h"
+#include "control/events.h"
 #include "control/state.h"
 #include "proxy/route.h"
 
@@ -30,6 +31,15 @@ struct route_split *service_split(struct service *svc);
 
 /* The current state (borrowed: valid until the next change). */
 const struct state *service_state(const struct service *svc);
+
+/* The recent events (borrowed). */
+const struct events *service_events(const struct service *svc);
+
+/* Called after every applied change, once the event is recorded and before
+ * the split is published; e is borrowed for the call. One listener (the
+ * control socket, to stream events); NULL removes it. */
+typedef void (*service_event_cb)(const struct state_event *e, void *arg);
+void service_on_event(struct service *svc, service_event_cb cb, void *arg);
 
 /* state_apply() on this service's state machine. */
 int service_apply(struct service *svc, const struct state_change *c, struct state_error *err)
