@@ -1,0 +1,469 @@
+/* ctl_cmd.c - switchyardctl's command line and the requests it builds.
+ *
+ * Global options (-s, --json, --timeout, --help) may stand anywhere; the
+ * command's own options (--reason, --if-generation, --since, --follow) are
+ * collected too and then checked against what the command accepts, so a typo
+ * such as `pause --since 3` is a usage error rather than a silently ignored
+ * word. Everything is validated here, before a connection is made: a bad
+ * command line never reaches switchyard.
+ */
+#include "control/ctl_cmd.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char ctl_usage_text[] =
+    "usage: switchyardctl [-s SOCKET] [--json] [--timeout MS] COMMAND [ARGS]\n"
+    "\n"
+    "Steers a running switchyard through its control socket (admin.socket in\n"
+    "the config). Every change is checked by switchyard's state machine, gets a\n"
+    "new generation and is written to the audit trail with who, what and why.\n"
+    "\n"
+    "Commands:\n"
+    "  status                  stable and candidate colour with their shares, phase,\n"
+    "                          step, generation, last change; every pool and server\n"
+    "  weight PERCENT          set the candidate's share of traffic: 0..100 with at\n"
+    "                          most two decimals (12.5, 0.01)\n"
+    "  pause                   hold a rollout at its current weight\n"
+    "  resume                  continue a paused rollout\n"
+    "  promote                 make the candidate the new stable (100 %)\n"
+    "  rollback                send all traffic back to stable now; allowed in every\n"
+    "                          phase, even when the state cannot be persisted\n"
+    "  events [--since N] [--follow]\n"
+    "                          the recent changes, one line each (time, generation,\n"
+    "                          who, op, from -> to, why); --since N shows only\n"
+    "                          generations above N; --follow keeps printing new ones\n"
+    "                          until switchyard closes or Ctrl-C\n"
+    "  server disable|enable|drain POOL/NAME\n"
+    "                          change one server's admin state (e.g. blue/blue-1)\n"
+    "  reload                  re-read the config file\n"
+    "  rollout start           start the configured step-by-step rollout\n"
+    "  help                    this text\n"
+    "\n"
+    "Options of weight, pause, resume, promote and rollback:\n"
+    "  --reason TEXT           why; recorded in the state and the audit trail\n"
+    "  --if-generation N       apply only if the state is still at generation N\n"
+    "                          (as shown by status); refused with \"conflict\" if\n"
+    "                          someone changed it in between\n"
+    "\n"
+    "Global options:\n"
+    "  -s, --socket PATH       control socket (default: $SWITCHYARD_SOCKET, else\n"
+    "                          switchyard.sock in the current folder)\n"
+    "      --json              print switchyard's raw JSON reply lines (for scripts)\n"
+    "      --timeout MS        wait at most MS milliseconds to connect and for the\n"
+    "                          reply (default 5000); events --follow then waits for\n"
+    "                          new events without a limit\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  done\n"
+    "  1  refused by switchyard (e.g. conflict, illegal_transition, forbidden);\n"
+    "     the reason is printed as \"switchyardctl: refused: CODE: MESSAGE\"\n"
+    "  2  usage error, cannot connect, no reply in time, or a reply that is not\n"
+    "     valid control protocol\n"
+    "\n"
+    "Examples:\n"
+    "  switchyardctl status\n"
+    "  switchyardctl weight 12.5 --reason \"canary 2\" --if-generation 41\n"
+    "  switchyardctl rollback --reason \"5xx on checkout\"\n"
+    "  switchyardctl -s /run/switchyard/admin.sock --json status | jq .state\n"
+    "  switchyardctl events --since 40 --follow\n"
+    "  switchyardctl server drain blue/blue-1\n";
+
+enum {
+    OPT_REASON = 1u << 0,
+    OPT_GENERATION = 1u << 1,
+    OPT_SINCE = 1u << 2,
+    OPT_FOLLOW = 1u << 3,
+};
+
+#define MAX_WORDS 4
+
+/* The command line split into words and options, before any checking. */
+struct words {
+    const char *word[MAX_WORDS]; /* borrowed from argv: command and its arguments */
+    int nword;
+    const char *reason;
+    const char *generation;
+    const char *since;
+    bool follow;
+    unsigned seen; /* OPT_* given */
+    bool help;
+};
+
+struct command {
+    const char *name;
+    const char *proto; /* protocol name; NULL = built from a sub-command */
+    int nargs;         /* words after the command */
+    unsigned opts;     /* OPT_* accepted */
+};
+
+static const struct command commands[] = {
+    {"status", "status", 0, 0},
+    {"weight", "weight", 1, OPT_REASON | OPT_GENERATION},
+    {"pause", "pause", 0, OPT_REASON | OPT_GENERATION},
+    {"resume", "resume", 0, OPT_REASON | OPT_GENERATION},
+    {"promote", "promote", 0, OPT_REASON | OPT_GENERATION},
+    {"rollback", "rollback", 0, OPT_REASON | OPT_GENERATION},
+    {"events", "events", 0, OPT_SINCE | OPT_FOLLOW},
+    {"server", NULL, 2, 0},
+    {"reload", "reload", 0, 0},
+    {"rollout", NULL, 1, 0},
+};
+
+static const char *const opt_names[] = {"--reason", "--if-generation", "--since", "--follow"};
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int ctl_parse_percent(const char *s, uint32_t *bp)
+{
+    uint32_t whole = 0, frac = 0;
+    int ndigits = 0, ndec = 0;
+
+    for (; *s >= '0' && *s <= '9'; s++, ndigits++) {
+        if (whole > 100)
+            return -1;
+        whole = whole * 10 + (uint32_t)(*s - '0');
+    }
+    if (ndigits == 0)
+        return -1;
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++, ndec++) {
+            if (ndec == 2)
+                return -1;
+            frac = frac * 10 + (uint32_t)(*s - '0');
+        }
+        if (ndec == 0)
+            return -1; /* "12." is more likely a typo than 12 */
+    }
+    if (*s != '\0')
+        return -1;
+    if (ndec == 1)
+        frac *= 10;
+    if (whole > 100 || (whole == 100 && frac > 0))
+        return -1;
+    *bp = whole * 100 + frac;
+    return 0;
+}
+
+/* Parses a decimal integer in min..max; 0 or -1. */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (*s < '0' || *s > '9')
+        return -1; /* strtoull would accept " 1", "+1" and "-1" */
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Matches argv[*i] against option name, as "--name VALUE" or "--name=VALUE".
+ * Returns 1 with *value set (borrowed) and *i moved past the value, 0 when it
+ * is another word, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+enum value_kind { V_SOCKET, V_TIMEOUT, V_REASON, V_GENERATION, V_SINCE };
+
+static const struct {
+    const char *name;
+    enum value_kind kind;
+} value_opts[] = {
+    {"--socket", V_SOCKET}, {"-s", V_SOCKET},     {"--timeout", V_TIMEOUT},
+    {"--reason", V_REASON}, {"--since", V_SINCE}, {"--if-generation", V_GENERATION},
+};
+
+static int store_value(enum value_kind kind, const char *v, struct ctl_options *o, struct words *w,
+                       char *err, size_t err_len)
+{
+    uint64_t n;
+
+    switch (kind) {
+    case V_SOCKET:
+        if (*v == '\0')
+            return fail(err, err_len, "-s: the socket path is empty");
+        o->socket_path = v;
+        return 0;
+    case V_TIMEOUT:
+        if (parse_uint(v, 1, CTL_MAX_TIMEOUT_MS, &n) < 0)
+            return fail(err, err_len, "--timeout: expected 1..%d milliseconds, got \"%s\"",
+                        CTL_MAX_TIMEOUT_MS, v);
+        o->timeout_ms = (int)n;
+        return 0;
+    case V_REASON:
+        w->reason = v;
+        w->seen |= OPT_REASON;
+        return 0;
+    case V_GENERATION:
+        w->generation = v;
+        w->seen |= OPT_GENERATION;
+        return 0;
+    case V_SINCE:
+        w->since = v;
+        w->seen |= OPT_SINCE;
+        return 0;
+    }
+    return fail(err, err_len, "internal error: option kind %d", (int)kind);
+}
+
+/* Handles the option at argv[*i]: 0 when taken, -1 with err set. */
+static int take_option(int argc, char **argv, int *i, struct ctl_options *o, struct words *w,
+                       char *err, size_t err_len)
+{
+    const char *arg = argv[*i];
+    const char *v;
+
+    if (strcmp(arg, "--json") == 0) {
+        o->json = true;
+        return 0;
+    }
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        w->help = true;
+        return 0;
+    }
+    if (strcmp(arg, "--follow") == 0) {
+        w->follow = true;
+        w->seen |= OPT_FOLLOW;
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof(value_opts) / sizeof(value_opts[0]); k++) {
+        int r = opt_value(argc, argv, i, value_opts[k].name, &v);
+        if (r < 0)
+            return fail(err, err_len, "%s needs a value", value_opts[k].name);
+        if (r > 0)
+            return store_value(value_opts[k].kind, v, o, w, err, err_len);
+    }
+    return fail(err, err_len, "unknown option \"%s\"", arg);
+}
+
+/* Sorts argv into options and words. A "-" followed by a digit is a word, so
+ * that `weight -5` is told that 0..100 is the range, not that -5 is no option. */
+static int split_words(int argc, char **argv, struct ctl_options *o, struct words *w, char *err,
+                       size_t err_len)
+{
+    bool options_done = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool is_word =
+            options_done || arg[0] != '-' || arg[1] == '\0' || (arg[1] >= '0' && arg[1] <= '9');
+
+        if (!is_word && strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (!is_word) {
+            if (take_option(argc, argv, &i, o, w, err, err_len) < 0)
+                return -1;
+            continue;
+        }
+        if (w->nword == MAX_WORDS)
+            return fail(err, err_len, "unexpected argument \"%s\"", arg);
+        w->word[w->nword++] = arg;
+    }
+    return 0;
+}
+
+static const struct command *command_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+/* Sets o->cmd to the protocol's name for the command, checking sub-commands. */
+static int command_name(const struct command *c, const struct words *w, struct ctl_options *o,
+                        char *err, size_t err_len)
+{
+    const char *sub = w->word[1];
+
+    if (c->proto != NULL) {
+        snprintf(o->cmd, sizeof(o->cmd), "%s", c->proto);
+        return 0;
+    }
+    if (strcmp(c->name, "rollout") == 0) {
+        if (strcmp(sub, "start") != 0)
+            return fail(err, err_len, "rollout: unknown sub-command \"%s\" (expected start)", sub);
+    } else if (strcmp(sub, "disable") != 0 && strcmp(sub, "enable") != 0 &&
+               strcmp(sub, "drain") != 0) {
+        return fail(err, err_len,
+                    "server: unknown sub-command \"%s\" (expected disable, enable or drain)", sub);
+    }
+    snprintf(o->cmd, sizeof(o->cmd), "%s.%s", c->name, sub);
+    return 0;
+}
+
+/* Checks the number of arguments and that every option given is accepted. */
+static int command_check(const struct command *c, const struct words *w, char *err, size_t err_len)
+{
+    int nargs = w->nword - 1;
+    unsigned extra = w->seen & ~c->opts;
+
+    if (nargs < c->nargs) {
+        if (strcmp(c->name, "weight") == 0)
+            return fail(err, err_len, "weight: missing PERCENT (0..100, e.g. 12.5)");
+        if (strcmp(c->name, "server") == 0 && nargs == 0)
+            return fail(err, err_len, "server: missing disable, enable or drain");
+        if (strcmp(c->name, "server") == 0)
+            return fail(err, err_len, "server %s: missing POOL/NAME", w->word[1]);
+        return fail(err, err_len, "%s: missing sub-command (expected start)", c->name);
+    }
+    if (nargs > c->nargs)
+        return fail(err, err_len, "%s: unexpected argument \"%s\"", c->name, w->word[c->nargs + 1]);
+    for (unsigned k = 0; extra != 0; k++, extra >>= 1) {
+        if (extra & 1u)
+            return fail(err, err_len, "%s: %s is not an option of this command", c->name,
+                        opt_names[k]);
+    }
+    return 0;
+}
+
+/* A server is named POOL/NAME: both parts non-empty, exactly one slash. */
+static int check_server_name(const char *s, char *err, size_t err_len)
+{
+    const char *slash = strchr(s, '/');
+
+    if (slash == NULL || slash == s || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
+        return fail(err, err_len, "server: expected POOL/NAME (e.g. blue/blue-1), got \"%s\"", s);
+    return 0;
+}
+
+/* Whole percents go out as integers and 0.01 steps as reals; the request is
+ * dumped with 15 significant digits so 12.34 reads "12.34", not
+ * "12.339999999999999". */
+static json_t *percent_json(uint32_t bp)
+{
+    if (bp % 100 == 0)
+        return json_integer((json_int_t)(bp / 100));
+    return json_real(bp / 100.0);
+}
+
+static int set_new(json_t *req, const char *key, json_t *value, char *err, size_t err_len)
+{
+    if (json_object_set_new(req, key, value) < 0)
+        return fail(err, err_len, "out of memory");
+    return 0;
+}
+
+/* Adds the command's own fields to req, validating each value. */
+static int add_fields(const struct command *c, const struct words *w, json_t *req, char *err,
+                      size_t err_len)
+{
+    uint32_t bp;
+    uint64_t n;
+
+    if (strcmp(c->name, "weight") == 0) {
+        if (ctl_parse_percent(w->word[1], &bp) < 0)
+            return fail(err, err_len,
+                        "weight: expected a percentage 0..100 with at most two decimals, got "
+                        "\"%s\"",
+                        w->word[1]);
+        if (set_new(req, "percent", percent_json(bp), err, err_len) < 0)
+            return -1;
+    }
+    if (strcmp(c->name, "server") == 0) {
+        if (check_server_name(w->word[2], err, err_len) < 0 ||
+            set_new(req, "server", json_string(w->word[2]), err, err_len) < 0)
+            return -1;
+    }
+    if (w->reason != NULL && set_new(req, "reason", json_string(w->reason), err, err_len) < 0)
+        return -1;
+    if (w->generation != NULL) {
+        if (parse_uint(w->generation, 1, (uint64_t)INT64_MAX, &n) < 0)
+            return fail(err, err_len, "--if-generation: expected a generation >= 1, got \"%s\"",
+                        w->generation);
+        if (set_new(req, "expect_generation", json_integer((json_int_t)n), err, err_len) < 0)
+            return -1;
+    }
+    if (w->since != NULL) {
+        if (parse_uint(w->since, 0, (uint64_t)INT64_MAX, &n) < 0)
+            return fail(err, err_len, "--since: expected a generation >= 0, got \"%s\"", w->since);
+        if (set_new(req, "since", json_integer((json_int_t)n), err, err_len) < 0)
+            return -1;
+    }
+    if ((c->opts & OPT_FOLLOW) && set_new(req, "follow", json_boolean(w->follow), err, err_len) < 0)
+        return -1;
+    return 0;
+}
+
+static int build_request(const struct words *w, struct ctl_options *o, json_t **request, char *err,
+                         size_t err_len)
+{
+    const struct command *c = command_find(w->word[0]);
+    json_t *req;
+
+    if (c == NULL)
+        return fail(err, err_len, "unknown command \"%s\" (see switchyardctl --help)", w->word[0]);
+    if (command_check(c, w, err, err_len) < 0 || command_name(c, w, o, err, err_len) < 0)
+        return -1;
+    req = json_object();
+    if (req == NULL || set_new(req, "cmd", json_string(o->cmd), err, err_len) < 0 ||
+        add_fields(c, w, req, err, err_len) < 0) {
+        if (req == NULL)
+            fail(err, err_len, "out of memory");
+        json_decref(req);
+        return -1;
+    }
+    o->follow = w->follow;
+    *request = req;
+    return 0;
+}
+
+int ctl_parse_args(int argc, char **argv, struct ctl_options *o, json_t **request, char *err,
+                   size_t err_len)
+{
+    struct words w;
+    const char *env = getenv("SWITCHYARD_SOCKET");
+
+    memset(&w, 0, sizeof(w));
+    memset(o, 0, sizeof(*o));
+    *request = NULL;
+    err[0] = '\0';
+    o->socket_path = env != NULL && env[0] != '\0' ? env : CTL_DEFAULT_SOCKET;
+    o->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
+    if (split_words(argc, argv, o, &w, err, err_len) < 0)
+        return -1;
+    if (w.help || (w.nword > 0 && strcmp(w.word[0], "help") == 0))
+        return CTL_PARSE_HELP;
+    if (w.nword == 0)
+        return fail(err, err_len, "missing COMMAND (see switchyardctl --help)");
+    return build_request(&w, o, request, err, err_len);
+}

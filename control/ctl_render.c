@@ -1,0 +1,237 @@
+/* ctl_render.c - tables and lines for people; scripts use --json instead.
+ *
+ * The reply is switchyard's, so nothing here trusts its shape: each field is
+ * looked up and type-checked before use, and optional fields that a newer or
+ * older switchyard may leave out print as "-".
+ */
+#include "control/ctl_render.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+/* The fields of a state object that the output uses. */
+struct view {
+    const char *stable;
+    const char *candidate;
+    double percent;
+    const char *phase;
+    json_int_t step;
+    json_int_t generation;
+    const char *updated_by;
+    const char *updated_at;
+    const char *reason;
+};
+
+/* Returns the string at key, dflt when absent or not a string. */
+static const char *str_or(const json_t *obj, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    return s != NULL && s[0] != '\0' ? s : dflt;
+}
+
+static int view_get(const json_t *state, struct view *v)
+{
+    const json_t *pct = json_object_get(state, "candidate_percent");
+    const json_t *gen = json_object_get(state, "generation");
+    const json_t *step = json_object_get(state, "step");
+
+    v->stable = str_or(state, "stable", NULL);
+    v->candidate = str_or(state, "candidate", NULL);
+    v->phase = str_or(state, "phase", NULL);
+    if (!json_is_object(state) || v->stable == NULL || v->candidate == NULL || v->phase == NULL ||
+        !json_is_number(pct) || !json_is_integer(gen))
+        return -1;
+    v->percent = json_number_value(pct);
+    if (v->percent < 0.0 || v->percent > 100.0)
+        return -1;
+    v->generation = json_integer_value(gen);
+    v->step = json_is_integer(step) ? json_integer_value(step) : 0;
+    v->updated_by = str_or(state, "updated_by", "-");
+    v->updated_at = str_or(state, "updated_at", "-");
+    v->reason = str_or(state, "reason", "-");
+    return 0;
+}
+
+static void print_state(FILE *out, const struct view *v)
+{
+    int w = (int)strlen(v->stable);
+
+    if ((int)strlen(v->candidate) > w)
+        w = (int)strlen(v->candidate);
+    fprintf(out, "%-12s%-*s  %6.2f %%\n", "stable", w, v->stable, 100.0 - v->percent);
+    fprintf(out, "%-12s%-*s  %6.2f %%\n", "candidate", w, v->candidate, v->percent);
+    fprintf(out, "%-12s%s\n", "phase", v->phase);
+    fprintf(out, "%-12s%lld\n", "step", (long long)v->step);
+    fprintf(out, "%-12s%lld\n", "generation", (long long)v->generation);
+    fprintf(out, "%-12s%s\n", "updated by", v->updated_by);
+    fprintf(out, "%-12s%s\n", "updated at", v->updated_at);
+    fprintf(out, "%-12s%s\n", "reason", v->reason);
+}
+
+/* Column widths of the server table; start at the headers' widths. */
+struct widths {
+    int pool, name, addr, weight;
+};
+
+static int num_width(json_int_t n)
+{
+    char buf[32];
+
+    return snprintf(buf, sizeof(buf), "%lld", (long long)n);
+}
+
+static void widen(int *w, int len)
+{
+    if (len > *w)
+        *w = len;
+}
+
+/* Walks every server of every pool: with out == NULL it measures into *w,
+ * else it prints rows with *w. Returns the number of servers, or -1 when a
+ * pool or server is ill-formed. */
+static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
+{
+    const char *pool;
+    json_t *p;
+    int count = 0;
+
+    json_object_foreach((json_t *)pools, pool, p)
+    {
+        const json_t *servers = json_object_get(p, "servers");
+        const char *role = str_or(p, "role", "-");
+        size_t i;
+        json_t *s;
+
+        if (!json_is_object(p) || !json_is_array(servers))
+            return -1;
+        json_array_foreach(servers, i, s)
+        {
+            const char *name = str_or(s, "name", NULL);
+            const char *addr = str_or(s, "addr", "-");
+            json_int_t weight = json_integer_value(json_object_get(s, "weight"));
+
+            if (name == NULL)
+                return -1;
+            count++;
+            if (out == NULL) {
+                widen(&w->pool, (int)strlen(pool));
+                widen(&w->name, (int)strlen(name));
+                widen(&w->addr, (int)strlen(addr));
+                widen(&w->weight, num_width(weight));
+                continue;
+            }
+            fprintf(out, "%-*s  %-*s  %-*s  %*lld  %s\n", w->pool, pool, w->name, name, w->addr,
+                    addr, w->weight, (long long)weight, role);
+        }
+    }
+    return count;
+}
+
+int ctl_render_status(FILE *out, const json_t *reply)
+{
+    const json_t *pools = json_object_get(reply, "pools");
+    struct widths w = {4, 6, 4, 6}; /* POOL, SERVER, ADDR, WEIGHT */
+    struct view v;
+
+    if (view_get(json_object_get(reply, "state"), &v) < 0)
+        return -1;
+    if (pools != NULL && !json_is_object(pools))
+        return -1;
+    if (pools != NULL && walk_servers(NULL, pools, &w) < 0)
+        return -1;
+    print_state(out, &v);
+    if (pools == NULL || json_object_size(pools) == 0)
+        return 0;
+    fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %s\n", w.pool, "POOL", w.name, "SERVER", w.addr, "ADDR",
+            w.weight, "WEIGHT", "ROLE");
+    return walk_servers(out, pools, &w) < 0 ? -1 : 0;
+}
+
+int ctl_render_change(FILE *out, const char *cmd, const json_t *reply)
+{
+    struct view v;
+
+    if (view_get(json_object_get(reply, "state"), &v) < 0)
+        return -1;
+    if (strcmp(cmd, "weight") == 0) {
+        fprintf(out, "weight: %s %.2f %% (generation %lld)\n", v.candidate, v.percent,
+                (long long)v.generation);
+        return 0;
+    }
+    fprintf(out, "%s: stable %s, candidate %s %.2f %%, phase %s (generation %lld)\n", cmd, v.stable,
+            v.candidate, v.percent, v.phase, (long long)v.generation);
+    return 0;
+}
+
+/* Formats one side of a change, e.g. "10.00 % idle"; the stable colour is
+ * named only when the change swaps it (a promotion), where it is the news. */
+static int side_format(const json_t *side, bool name_stable, char *buf, size_t len)
+{
+    const json_t *pct = json_object_get(side, "candidate_percent");
+    const char *stable = str_or(side, "stable", NULL);
+    const char *phase = str_or(side, "phase", NULL);
+
+    if (!json_is_number(pct) || stable == NULL || phase == NULL)
+        return -1;
+    if (name_stable)
+        snprintf(buf, len, "stable %s, %.2f %% %s", stable, json_number_value(pct), phase);
+    else
+        snprintf(buf, len, "%.2f %% %s", json_number_value(pct), phase);
+    return 0;
+}
+
+int ctl_render_event(FILE *out, const json_t *event)
+{
+    const json_t *from = json_object_get(event, "from");
+    const json_t *to = json_object_get(event, "to");
+    const json_t *gen = json_object_get(event, "generation");
+    const char *time = str_or(event, "time", "-");
+    const char *who = str_or(event, "who", "-");
+    const char *op = str_or(event, "op", NULL);
+    bool swapped;
+    char a[128], b[128];
+
+    if (!json_is_integer(gen) || op == NULL)
+        return -1;
+    swapped = strcmp(str_or(from, "stable", ""), str_or(to, "stable", "")) != 0;
+    if (side_format(from, swapped, a, sizeof(a)) < 0 || side_format(to, swapped, b, sizeof(b)) < 0)
+        return -1;
+    fprintf(out, "%s  %lld  %s  %s  %s \u2192 %s  %s", time, (long long)json_integer_value(gen),
+            who, op, a, b, str_or(event, "why", "-"));
+    if (json_is_false(json_object_get(event, "persisted")))
+        fprintf(out, " (%s)", str_or(event, "note", "not persisted"));
+    fputc('\n', out);
+    return 0;
+}
+
+int ctl_render_events(FILE *out, const json_t *reply)
+{
+    const json_t *events = json_object_get(reply, "events");
+    size_t i;
+    json_t *e;
+
+    if (!json_is_array(events))
+        return -1;
+    json_array_foreach(events, i, e)
+    {
+        if (ctl_render_event(out, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ctl_render_refusal(FILE *out, const json_t *reply)
+{
+    const json_t *error = json_object_get(reply, "error");
+    const char *code = str_or(error, "code", NULL);
+    const char *message = str_or(error, "message", NULL);
+
+    if (code == NULL)
+        return -1;
+    if (message != NULL)
+        fprintf(out, "switchyardctl: refused: %s: %s\n", code, message);
+    else
+        fprintf(out, "switchyardctl: refused: %s\n", code);
+    return 0;
+}

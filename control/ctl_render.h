@@ -1,0 +1,38 @@
+/* ctl_render.h - switchyardctl's human output for control protocol replies.
+ *
+ * Every function takes a parsed reply (borrowed) and checks the fields it
+ * prints: a reply that lacks them is reported as -1 so the caller can exit 2
+ * ("bad reply") instead of printing half a table.
+ */
+#ifndef SY_CONTROL_CTL_RENDER_H
+#define SY_CONTROL_CTL_RENDER_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+/* Prints a status reply ({"ok":true,"state":{...},"pools":{...}}) as an
+ * aligned table: the state, one line per field, then one line per server.
+ * Returns 0, or -1 when state fields are missing or ill-typed. */
+int ctl_render_status(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
+/* Prints the one-line result of a state-changing command cmd (protocol name,
+ * e.g. "weight"), e.g. "weight: green 25.00 % (generation 42)". Returns 0 or
+ * -1 as ctl_render_status(). */
+int ctl_render_change(FILE *out, const char *cmd, const json_t *reply)
+    __attribute__((warn_unused_result));
+
+/* Prints one event (as events_to_json() gives it) on one line: time,
+ * generation, who, op, from -> to, why. Returns 0, or -1 when a field is
+ * missing. */
+int ctl_render_event(FILE *out, const json_t *event) __attribute__((warn_unused_result));
+
+/* Prints every event of an events reply ({"ok":true,"events":[...]}), one
+ * line each. Returns 0, or -1 when "events" is not an array of events. */
+int ctl_render_events(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
+/* Prints "switchyardctl: refused: CODE: MESSAGE" for an ok:false reply.
+ * Returns 0, or -1 when the error object is missing or ill-typed. */
+int ctl_render_refusal(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
+#endif

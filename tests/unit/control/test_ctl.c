@@ -1,0 +1,680 @@
+/* test_ctl.c - switchyardctl: command lines, human output, and the real
+ * binary against a fake control socket. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control/ctl_cmd.h"
+#include "control/ctl_render.h"
+
+#ifndef SY_CTL_BINARY
+#error "SY_CTL_BINARY must name the switchyardctl binary"
+#endif
+
+/* ---- argument parsing ---------------------------------------------------- */
+
+#define MAX_ARGS 16
+
+/* Parses the words of line (split on spaces; no quoting) as a command line.
+ * On success *json is the request as compact JSON with sorted keys (new). */
+static int parse_line(const char *line, struct ctl_options *o, char **json, char *err,
+                      size_t err_len)
+{
+    char buf[512];
+    char *argv[MAX_ARGS] = {"switchyardctl"};
+    int argc = 1;
+    json_t *req = NULL;
+    int rc;
+
+    snprintf(buf, sizeof(buf), "%s", line);
+    for (char *save, *w = strtok_r(buf, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
+    rc = ctl_parse_args(argc, argv, o, &req, err, err_len);
+    *json = NULL;
+    if (rc == 0) {
+        assert_non_null(req);
+        *json = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    } else {
+        assert_null(req);
+    }
+    json_decref(req);
+    return rc;
+}
+
+/* Asserts that line parses into exactly the request want. */
+static void expect_request(const char *line, const char *want)
+{
+    struct ctl_options o;
+    char err[256];
+    char *json;
+
+    if (parse_line(line, &o, &json, err, sizeof(err)) != 0)
+        fail_msg("\"%s\" refused: %s", line, err);
+    assert_string_equal(json, want);
+    free(json);
+}
+
+/* Asserts that line is a usage error whose message contains part. */
+static void expect_usage_error(const char *line, const char *part)
+{
+    struct ctl_options o;
+    char err[256];
+    char *json;
+
+    if (parse_line(line, &o, &json, err, sizeof(err)) != -1)
+        fail_msg("\"%s\" accepted as %s", line, json ? json : "(help)");
+    if (strstr(err, part) == NULL)
+        fail_msg("\"%s\": message \"%s\" lacks \"%s\"", line, err, part);
+}
+
+static void test_percent(void **state)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        uint32_t bp;
+    } cases[] = {
+        {"0", 0, 0},       {"25", 0, 2500},      {"12.5", 0, 1250},  {"0.01", 0, 1},
+        {"100", 0, 10000}, {"100.00", 0, 10000}, {"99.99", 0, 9999}, {"007", 0, 700},
+        {"abc", -1, 0},    {"150", -1, 0},       {"12.345", -1, 0},  {"100.01", -1, 0},
+        {"-1", -1, 0},     {"", -1, 0},          {"12.", -1, 0},     {".5", -1, 0},
+        {"1e2", -1, 0},    {"25%", -1, 0},       {"101", -1, 0},     {"99999999999", -1, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint32_t bp = 77777;
+        int rc = ctl_parse_percent(cases[i].s, &bp);
+        if (rc != cases[i].rc)
+            fail_msg("\"%s\": rc %d, want %d", cases[i].s, rc, cases[i].rc);
+        if (rc == 0 && bp != cases[i].bp)
+            fail_msg("\"%s\": %u bp, want %u", cases[i].s, bp, cases[i].bp);
+    }
+}
+
+static void test_parse_commands(void **state)
+{
+    expect_request("status", "{\"cmd\":\"status\"}");
+    expect_request("weight 25", "{\"cmd\":\"weight\",\"percent\":25}");
+    expect_request("weight 12.34", "{\"cmd\":\"weight\",\"percent\":12.34}");
+    expect_request("weight 0.5 --reason canary --if-generation 41",
+                   "{\"cmd\":\"weight\",\"expect_generation\":41,\"percent\":0.5,"
+                   "\"reason\":\"canary\"}");
+    expect_request("weight --reason=why 7",
+                   "{\"cmd\":\"weight\",\"percent\":7,\"reason\":\"why\"}");
+    expect_request("pause", "{\"cmd\":\"pause\"}");
+    expect_request("resume --reason go", "{\"cmd\":\"resume\",\"reason\":\"go\"}");
+    expect_request("promote --if-generation 9", "{\"cmd\":\"promote\",\"expect_generation\":9}");
+    expect_request("rollback --reason 5xx", "{\"cmd\":\"rollback\",\"reason\":\"5xx\"}");
+    expect_request("events", "{\"cmd\":\"events\",\"follow\":false}");
+    expect_request("events --since 3 --follow", "{\"cmd\":\"events\",\"follow\":true,\"since\":3}");
+    expect_request("server disable blue/blue-1",
+                   "{\"cmd\":\"server.disable\",\"server\":\"blue/blue-1\"}");
+    expect_request("server enable green/g", "{\"cmd\":\"server.enable\",\"server\":\"green/g\"}");
+    expect_request("server drain blue/b1", "{\"cmd\":\"server.drain\",\"server\":\"blue/b1\"}");
+    expect_request("reload", "{\"cmd\":\"reload\"}");
+    expect_request("rollout start", "{\"cmd\":\"rollout.start\"}");
+}
+
+static void test_parse_reason_with_spaces(void **state)
+{
+    char *argv[] = {"switchyardctl", "rollback", "--reason", "5xx on checkout", NULL};
+    struct ctl_options o;
+    json_t *req;
+    char err[128];
+
+    assert_int_equal(ctl_parse_args(4, argv, &o, &req, err, sizeof(err)), 0);
+    assert_string_equal(json_string_value(json_object_get(req, "reason")), "5xx on checkout");
+    assert_string_equal(o.cmd, "rollback");
+    json_decref(req);
+}
+
+static void test_parse_options(void **state)
+{
+    struct ctl_options o;
+    char err[256];
+    char *json;
+
+    unsetenv("SWITCHYARD_SOCKET");
+    assert_int_equal(parse_line("status", &o, &json, err, sizeof(err)), 0);
+    assert_string_equal(o.socket_path, CTL_DEFAULT_SOCKET);
+    assert_int_equal(o.timeout_ms, CTL_DEFAULT_TIMEOUT_MS);
+    assert_false(o.json);
+    assert_false(o.follow);
+    free(json);
+
+    setenv("SWITCHYARD_SOCKET", "/run/sy.sock", 1);
+    assert_int_equal(parse_line("status", &o, &json, err, sizeof(err)), 0);
+    assert_string_equal(o.socket_path, "/run/sy.sock");
+    free(json);
+
+    /* -s beats the environment; global options may follow the command */
+    assert_int_equal(parse_line("-s /tmp/x.sock events --follow --json --timeout 250", &o, &json,
+                                err, sizeof(err)),
+                     0);
+    unsetenv("SWITCHYARD_SOCKET");
+    assert_string_equal(o.socket_path, "/tmp/x.sock");
+    assert_true(o.json);
+    assert_true(o.follow);
+    assert_int_equal(o.timeout_ms, 250);
+    assert_string_equal(o.cmd, "events");
+    free(json);
+
+    assert_int_equal(parse_line("--help", &o, &json, err, sizeof(err)), CTL_PARSE_HELP);
+    assert_int_equal(parse_line("help", &o, &json, err, sizeof(err)), CTL_PARSE_HELP);
+    assert_int_equal(parse_line("weight 5 -h", &o, &json, err, sizeof(err)), CTL_PARSE_HELP);
+    assert_non_null(strstr(ctl_usage_text, "Exit codes:"));
+    assert_non_null(strstr(ctl_usage_text, "Examples:"));
+}
+
+static void test_parse_errors(void **state)
+{
+    expect_usage_error("", "missing COMMAND");
+    expect_usage_error("launch", "unknown command \"launch\"");
+    expect_usage_error("status --bogus", "unknown option \"--bogus\"");
+    expect_usage_error("status extra", "unexpected argument \"extra\"");
+    expect_usage_error("weight", "missing PERCENT");
+    expect_usage_error("weight abc", "expected a percentage");
+    expect_usage_error("weight 150", "expected a percentage");
+    expect_usage_error("weight 12.345", "expected a percentage");
+    expect_usage_error("weight -5", "expected a percentage");
+    expect_usage_error("weight 5 6", "unexpected argument \"6\"");
+    expect_usage_error("weight 5 --if-generation 0", "--if-generation");
+    expect_usage_error("weight 5 --if-generation x", "--if-generation");
+    expect_usage_error("weight 5 --reason", "--reason needs a value");
+    expect_usage_error("pause --since 3", "--since is not an option");
+    expect_usage_error("status --reason x", "--reason is not an option");
+    expect_usage_error("events --if-generation 3", "--if-generation is not an option");
+    expect_usage_error("events --since -1", "--since");
+    expect_usage_error("rollback --follow", "--follow is not an option");
+    expect_usage_error("server", "missing disable, enable or drain");
+    expect_usage_error("server drain", "missing POOL/NAME");
+    expect_usage_error("server explode blue/b1", "unknown sub-command \"explode\"");
+    expect_usage_error("server drain blue", "expected POOL/NAME");
+    expect_usage_error("server drain /b1", "expected POOL/NAME");
+    expect_usage_error("server drain blue/", "expected POOL/NAME");
+    expect_usage_error("server drain a/b/c", "expected POOL/NAME");
+    expect_usage_error("rollout", "missing sub-command");
+    expect_usage_error("rollout stop", "unknown sub-command \"stop\"");
+    expect_usage_error("--timeout 0 status", "--timeout");
+    expect_usage_error("--timeout soon status", "--timeout");
+    expect_usage_error("status -s", "-s needs a value");
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+static const char sample_state[] =
+    "{\"stable\":\"blue\",\"candidate\":\"green\",\"candidate_percent\":10.0,"
+    "\"phase\":\"progressing\",\"step\":2,\"generation\":42,\"updated_by\":\"uid:1000\","
+    "\"reason\":\"canary 2\",\"updated_at\":\"2026-11-23T18:20:00.123Z\"}";
+
+static const char sample_pools[] =
+    "{\"blue\":{\"role\":\"stable\",\"servers\":["
+    "{\"name\":\"blue-1\",\"addr\":\"127.0.0.1:9001\",\"weight\":1},"
+    "{\"name\":\"blue-2\",\"addr\":\"127.0.0.1:9011\",\"weight\":10}]},"
+    "\"green\":{\"role\":\"candidate\",\"servers\":["
+    "{\"name\":\"green-1\",\"addr\":\"[::1]:9002\",\"weight\":1}]}}";
+
+static json_t *load(const char *text)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, 0, &jerr);
+
+    if (j == NULL)
+        fail_msg("bad test JSON: %s", jerr.text);
+    return j;
+}
+
+/* Runs a render function into a memory stream; *text is new. */
+#define RENDER(text, rc, call)                                                                     \
+    do {                                                                                           \
+        size_t size_;                                                                              \
+        FILE *out = open_memstream(&(text), &size_);                                               \
+        assert_non_null(out);                                                                      \
+        (rc) = (call);                                                                             \
+        fclose(out);                                                                               \
+    } while (0)
+
+static void test_render_status(void **state)
+{
+    char buf[2048];
+    json_t *reply;
+    char *text;
+    int rc;
+
+    snprintf(buf, sizeof(buf), "{\"ok\":true,\"state\":%s,\"pools\":%s}", sample_state,
+             sample_pools);
+    reply = load(buf);
+    RENDER(text, rc, ctl_render_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "stable      blue    90.00 %\n"));
+    assert_non_null(strstr(text, "candidate   green   10.00 %\n"));
+    assert_non_null(strstr(text, "phase       progressing\n"));
+    assert_non_null(strstr(text, "step        2\n"));
+    assert_non_null(strstr(text, "generation  42\n"));
+    assert_non_null(strstr(text, "updated by  uid:1000\n"));
+    assert_non_null(strstr(text, "updated at  2026-11-23T18:20:00.123Z\n"));
+    assert_non_null(strstr(text, "reason      canary 2\n"));
+    assert_non_null(strstr(text, "\nPOOL   SERVER   ADDR            WEIGHT  ROLE\n"));
+    assert_non_null(strstr(text, "\nblue   blue-1   127.0.0.1:9001       1  stable\n"));
+    assert_non_null(strstr(text, "\nblue   blue-2   127.0.0.1:9011      10  stable\n"));
+    assert_non_null(strstr(text, "\ngreen  green-1  [::1]:9002           1  candidate\n"));
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_status_bad(void **state)
+{
+    static const char *const bad[] = {
+        "{\"ok\":true}",
+        "{\"ok\":true,\"state\":{\"stable\":\"blue\",\"candidate\":\"green\"}}",
+        "{\"ok\":true,\"state\":{\"stable\":\"blue\",\"candidate\":\"green\",\"phase\":\"idle\","
+        "\"candidate_percent\":\"10\",\"generation\":1}}",
+        "{\"ok\":true,\"state\":{\"stable\":\"blue\",\"candidate\":\"green\",\"phase\":\"idle\","
+        "\"candidate_percent\":101,\"generation\":1}}",
+        "{\"ok\":true,\"state\":{\"stable\":\"blue\",\"candidate\":\"green\",\"phase\":\"idle\","
+        "\"candidate_percent\":1,\"generation\":1},\"pools\":{\"blue\":{\"servers\":[{}]}}}",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *reply = load(bad[i]);
+        char *text;
+        int rc;
+
+        RENDER(text, rc, ctl_render_status(out, reply));
+        if (rc != -1)
+            fail_msg("accepted %s as:\n%s", bad[i], text);
+        free(text);
+        json_decref(reply);
+    }
+}
+
+static void test_render_change(void **state)
+{
+    char buf[1024];
+    json_t *reply;
+    char *text;
+    int rc;
+
+    snprintf(buf, sizeof(buf), "{\"ok\":true,\"state\":%s}", sample_state);
+    reply = load(buf);
+    json_object_set_new(json_object_get(reply, "state"), "candidate_percent", json_real(25.0));
+    RENDER(text, rc, ctl_render_change(out, "weight", reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "weight: green 25.00 % (generation 42)\n");
+    free(text);
+    RENDER(text, rc, ctl_render_change(out, "pause", reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "pause: stable blue, candidate green 25.00 %, phase progressing "
+                              "(generation 42)\n");
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_events(void **state)
+{
+    json_t *reply =
+        load("{\"ok\":true,\"events\":["
+             "{\"time\":\"2026-11-23T18:20:00.123Z\",\"generation\":42,\"who\":\"uid:1000\","
+             "\"op\":\"weight\",\"why\":\"canary 2\",\"persisted\":true,"
+             "\"from\":{\"stable\":\"blue\",\"candidate_percent\":10,\"phase\":\"progressing\","
+             "\"step\":1},"
+             "\"to\":{\"stable\":\"blue\",\"candidate_percent\":25.5,\"phase\":\"progressing\","
+             "\"step\":2}},"
+             "{\"time\":\"2026-11-23T18:30:00.000Z\",\"generation\":43,\"who\":\"detector\","
+             "\"op\":\"promote\",\"why\":\"\",\"persisted\":false,\"note\":\"not persisted: EIO\","
+             "\"from\":{\"stable\":\"blue\",\"candidate_percent\":100,\"phase\":\"progressing\","
+             "\"step\":5},"
+             "\"to\":{\"stable\":\"green\",\"candidate_percent\":0,\"phase\":\"promoted\",\"step\":"
+             "0}}]}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_events(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text,
+                        "2026-11-23T18:20:00.123Z  42  uid:1000  weight  10.00 % progressing "
+                        "\u2192 25.50 % progressing  canary 2\n"
+                        "2026-11-23T18:30:00.000Z  43  detector  promote  stable blue, 100.00 % "
+                        "progressing \u2192 stable green, 0.00 % promoted  - (not persisted: "
+                        "EIO)\n");
+    free(text);
+    json_object_del(json_object_get(json_array_get(json_object_get(reply, "events"), 0), "to"),
+                    "phase");
+    RENDER(text, rc, ctl_render_events(out, reply));
+    assert_int_equal(rc, -1);
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_refusal(void **state)
+{
+    json_t *reply = load("{\"ok\":false,\"error\":{\"code\":\"conflict\",\"message\":\"the state "
+                         "is at generation 43, not 41\"}}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_refusal(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(
+        text, "switchyardctl: refused: conflict: the state is at generation 43, not 41\n");
+    free(text);
+    json_decref(reply);
+    reply = load("{\"ok\":false}");
+    RENDER(text, rc, ctl_render_refusal(out, reply));
+    assert_int_equal(rc, -1);
+    free(text);
+    json_decref(reply);
+}
+
+/* ---- the real binary against a fake control socket ----------------------- */
+
+struct fixture {
+    char dir[64];  /* temp folder holding the socket and captured output */
+    char sock[96]; /* its control socket */
+    pid_t server;  /* fake server process, or 0 */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/sy-ctl-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->sock, sizeof(f->sock), "%s/sy.sock", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char path[192];
+
+    if (f->server > 0) {
+        kill(f->server, SIGKILL);
+        waitpid(f->server, NULL, 0);
+    }
+    static const char *const names[] = {"sy.sock", "out", "err"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->dir, names[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* The fake server's side: reads one request line, answers reply unless it
+ * is NULL (then it never answers), and exits 0 only if the line was expect. */
+static void fake_serve(int lfd, const char *expect, const char *reply)
+{
+    char line[4096];
+    size_t len = 0;
+    int fd = accept(lfd, NULL, NULL);
+
+    if (fd < 0)
+        _exit(10);
+    while (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n')) {
+        ssize_t n = read(fd, line + len, sizeof(line) - 1 - len);
+        if (n <= 0)
+            _exit(11);
+        len += (size_t)n;
+    }
+    line[len] = '\0';
+    if (reply == NULL)
+        pause();
+    if (write(fd, reply, strlen(reply)) != (ssize_t)strlen(reply))
+        _exit(12);
+    close(fd);
+    _exit(strcmp(line, expect) == 0 ? 0 : 13);
+}
+
+/* Listens on f->sock before forking, so the client can never come too early. */
+static void fake_start(struct fixture *f, const char *expect, const char *reply)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    assert_true(lfd >= 0);
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", f->sock);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    f->server = fork();
+    assert_true(f->server >= 0);
+    if (f->server == 0)
+        fake_serve(lfd, expect, reply);
+    close(lfd);
+}
+
+/* Asserts the fake server saw the expected request. */
+static void fake_check(struct fixture *f)
+{
+    int status;
+
+    assert_int_equal(waitpid(f->server, &status, 0), f->server);
+    f->server = 0;
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("fake server: exit %d (13: the request line differed)", WEXITSTATUS(status));
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[8192];
+    FILE *in = fopen(path, "r");
+    size_t n;
+
+    assert_non_null(in);
+    n = fread(buf, 1, sizeof(buf) - 1, in);
+    buf[n] = '\0';
+    fclose(in);
+    return buf;
+}
+
+/* Runs switchyardctl -s SOCK args... with stdout and stderr captured into
+ * out and err (static buffers, valid until the next run). Returns its exit
+ * code. */
+static int run_ctl(struct fixture *f, const char *sock, const char *const *args, char **out,
+                   char **err)
+{
+    static char outs[8192], errs[8192];
+    char out_path[192], err_path[192];
+    char *argv[MAX_ARGS] = {"switchyardctl", "-s", (char *)sock};
+    int argc = 3, status;
+    pid_t pid;
+
+    for (; *args != NULL; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    snprintf(out_path, sizeof(out_path), "%s/out", f->dir);
+    snprintf(err_path, sizeof(err_path), "%s/err", f->dir);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+            _exit(99);
+        execv(SY_CTL_BINARY, argv);
+        _exit(98);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    snprintf(outs, sizeof(outs), "%s", slurp(out_path));
+    snprintf(errs, sizeof(errs), "%s", slurp(err_path));
+    *out = outs;
+    *err = errs;
+    return WEXITSTATUS(status);
+}
+
+static const char weight_reply[] =
+    "{\"ok\":true,\"state\":{\"stable\":\"blue\",\"candidate\":\"green\",\"candidate_percent\":25,"
+    "\"phase\":\"progressing\",\"step\":0,\"generation\":42,\"updated_by\":\"uid:1000\","
+    "\"reason\":\"\",\"updated_at\":\"2026-11-23T18:20:00.123Z\"}}\n";
+
+static void test_e2e_ok(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"weight", "25", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"weight\",\"percent\":25}\n", weight_reply);
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 0);
+    assert_string_equal(out, "weight: green 25.00 % (generation 42)\n");
+    assert_string_equal(err, "");
+    fake_check(f);
+}
+
+static void test_e2e_json(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"--json", "weight", "12.34", "--reason", "canary 2", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"weight\",\"percent\":12.34,\"reason\":\"canary 2\"}\n", weight_reply);
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 0);
+    assert_string_equal(out, weight_reply);
+    fake_check(f);
+}
+
+static void test_e2e_refused(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"pause", "--if-generation", "41", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"pause\",\"expect_generation\":41}\n",
+               "{\"ok\":false,\"error\":{\"code\":\"conflict\",\"message\":\"the state is at "
+               "generation 43, not 41\"}}\n");
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 1);
+    assert_string_equal(out, "");
+    assert_string_equal(
+        err, "switchyardctl: refused: conflict: the state is at generation 43, not 41\n");
+    fake_check(f);
+}
+
+static void test_e2e_follow(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"events", "--since", "41", "--follow", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"events\",\"since\":41,\"follow\":true}\n",
+               "{\"ok\":true,\"events\":[]}\n"
+               "{\"event\":{\"time\":\"T1\",\"generation\":42,\"who\":\"uid:0\",\"op\":\"pause\","
+               "\"why\":\"lunch\",\"persisted\":true,"
+               "\"from\":{\"stable\":\"blue\",\"candidate_percent\":5,\"phase\":\"progressing\"},"
+               "\"to\":{\"stable\":\"blue\",\"candidate_percent\":5,\"phase\":\"paused\"}}}\n");
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 0);
+    assert_string_equal(out, "T1  42  uid:0  pause  5.00 % progressing \u2192 5.00 % paused  "
+                             "lunch\n");
+    fake_check(f);
+}
+
+static void test_e2e_bad_replies(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"status", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"status\"}\n", "<html>oops</html>\n");
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 2);
+    assert_non_null(strstr(err, "bad reply from"));
+    assert_non_null(strstr(err, "not JSON"));
+    fake_check(f);
+    unlink(f->sock);
+
+    fake_start(f, "{\"cmd\":\"status\"}\n", "{\"ok\":true}\n");
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 2);
+    assert_non_null(strstr(err, "fields missing"));
+    fake_check(f);
+    unlink(f->sock);
+
+    fake_start(f, "{\"cmd\":\"status\"}\n", "{\"ok\":true,");
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 2);
+    assert_non_null(strstr(err, "closed inside a line"));
+    fake_check(f);
+}
+
+static void test_e2e_timeout(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"--timeout", "200", "status", NULL};
+    char *out, *err;
+
+    fake_start(f, "{\"cmd\":\"status\"}\n", NULL);
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 2);
+    assert_non_null(strstr(err, "no reply from"));
+    assert_non_null(strstr(err, "within 200 ms"));
+}
+
+static void test_e2e_no_server(void **state)
+{
+    struct fixture *f = *state;
+    const char *args[] = {"status", NULL};
+    char *out, *err;
+
+    assert_int_equal(run_ctl(f, f->sock, args, &out, &err), 2);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "switchyardctl: cannot connect to "));
+    assert_non_null(strstr(err, "No such file or directory"));
+    assert_non_null(strstr(err, "admin.socket"));
+}
+
+static void test_e2e_usage(void **state)
+{
+    struct fixture *f = *state;
+    const char *bad[] = {"weight", "abc", NULL};
+    const char *help[] = {"--help", NULL};
+    char *out, *err;
+
+    assert_int_equal(run_ctl(f, f->sock, bad, &out, &err), 2);
+    assert_non_null(strstr(err, "switchyardctl: weight: expected a percentage"));
+    assert_int_equal(run_ctl(f, f->sock, help, &out, &err), 0);
+    assert_non_null(strstr(out, "usage: switchyardctl"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_percent),
+        cmocka_unit_test(test_parse_commands),
+        cmocka_unit_test(test_parse_reason_with_spaces),
+        cmocka_unit_test(test_parse_options),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_render_status),
+        cmocka_unit_test(test_render_status_bad),
+        cmocka_unit_test(test_render_change),
+        cmocka_unit_test(test_render_events),
+        cmocka_unit_test(test_render_refusal),
+        cmocka_unit_test_setup_teardown(test_e2e_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_bad_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_no_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_usage, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
