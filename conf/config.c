@@ -390,11 +390,8 @@ void config_warn_inactive(const struct config *cfg, FILE *out)
         bool on;
         const char *name;
     } sections[] = {
-        {cfg->health.enabled, "health"},
-        {cfg->detector.enabled, "detector"},
-        {cfg->rollout.enabled, "rollout"},
-        {cfg->redis.enabled, "redis"},
-        {cfg->admin.socket != NULL, "admin.socket"},
+        {cfg->health.enabled, "health"},     {cfg->detector.enabled, "detector"},
+        {cfg->rollout.enabled, "rollout"},   {cfg->redis.enabled, "redis"},
         {cfg->admin.has_http, "admin.http"},
     };
 

@@ -14,6 +14,7 @@
 #include "conf/log.h"
 #include "control/embedded_config.h"
 #include "control/service.h"
+#include "control/socket.h"
 #include "proxy/route.h"
 #include "proxy/worker.h"
 
@@ -185,6 +186,7 @@ static int run(const struct config *cfg)
 {
     struct control ctl = {.cfg = cfg};
     struct service *svc = service_new(cfg);
+    struct ctlsock *sock = NULL;
     struct event *sigs[3] = {NULL};
     int rc = 1;
 
@@ -193,6 +195,9 @@ static int run(const struct config *cfg)
         goto out;
     ctl.proxy = proxy_new(cfg, service_split(svc));
     if (ctl.proxy == NULL)
+        goto out;
+    /* Before the workers start: a socket that cannot be had is a start-up error. */
+    if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, cfg, svc)) == NULL)
         goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
     ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);
@@ -210,6 +215,7 @@ static int run(const struct config *cfg)
     log_info("all workers stopped; exiting");
     rc = 0;
 out:
+    ctlsock_free(sock);
     proxy_free(ctl.proxy);
     service_free(svc);
     for (int i = 0; i < 3; i++) {

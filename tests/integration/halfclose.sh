@@ -27,8 +27,8 @@ rc=$?
 out=$(tr -d '\r' <"$SY_TMP/pipe.out")
 sy_eq "pipelined then half-closed: both requests answered" "$(grep -c '^HTTP/1.1 200' <<<"$out")" 2
 sy_eq "pipelined then half-closed: the proxy closes after the last answer" "$rc" 0
-sy_eq "pipelined then half-closed: the last answer says Connection: close" \
-    "$(grep -ci '^connection: close' <<<"$out")" 1
+# (Whether the last answer can still say "Connection: close" depends on
+# whether our FIN arrived before it went out; the close itself must come.)
 
 # --- a tunnel after the client's FIN ------------------------------------------------------
 printf 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nhello-through-the-tunnel' |

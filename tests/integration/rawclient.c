@@ -1,9 +1,10 @@
-/* rawclient.c - sends stdin to 127.0.0.1:PORT as is and prints every byte
- * that comes back until the server closes or the time is up. For tests that
- * curl cannot express: half-closing our side after the request, reading
- * slowly, raw pipelined or malformed bytes.
+/* rawclient.c - sends stdin to 127.0.0.1:PORT (or to the Unix socket PATH)
+ * as is and prints every byte that comes back until the server closes or the
+ * time is up. For tests that curl cannot express: half-closing our side after
+ * the request, reading slowly, raw pipelined or malformed bytes, control
+ * socket lines.
  *
- *   rawclient PORT [--half-close] [--slow-read BYTES:MS] [--timeout-ms N]
+ *   rawclient {PORT | --unix PATH} [--half-close] [--slow-read BYTES:MS] [--timeout-ms N]
  *
  * Exit: 0 when the server closed, 1 on a timeout, 2 on usage or socket errors.
  */
@@ -11,15 +12,18 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 struct options {
     int port;
+    const char *unix_path; /* NULL: TCP to 127.0.0.1:port */
     int half_close;
     size_t slow_bytes; /* 0: read as fast as possible */
     int slow_ms;
@@ -35,10 +39,16 @@ static long now_ms(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
+    int i = 2;
+
     o->timeout_ms = 10000;
-    if (argc < 2 || (o->port = atoi(argv[1])) <= 0 || o->port > 65535)
+    if (argc >= 3 && strcmp(argv[1], "--unix") == 0) {
+        o->unix_path = argv[2];
+        i = 3;
+    } else if (argc < 2 || (o->port = atoi(argv[1])) <= 0 || o->port > 65535) {
         return -1;
-    for (int i = 2; i < argc; i++) {
+    }
+    for (; i < argc; i++) {
         if (strcmp(argv[i], "--half-close") == 0)
             o->half_close = 1;
         else if (strcmp(argv[i], "--slow-read") == 0 && i + 1 < argc)
@@ -51,6 +61,37 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* Returns a connected socket, or -1 with errno set. */
+static int connect_to(const struct options *o)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr *sa = (struct sockaddr *)&sin;
+    socklen_t salen = sizeof(sin);
+    int fd;
+
+    if (o->unix_path != NULL) {
+        if (strlen(o->unix_path) >= sizeof(sun.sun_path)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(sun.sun_path, o->unix_path, strlen(o->unix_path) + 1);
+        sa = (struct sockaddr *)&sun;
+        salen = sizeof(sun);
+    } else {
+        sin.sin_port = htons((uint16_t)o->port);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    fd = socket(sa->sa_family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, sa, salen) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int send_stdin(int fd)
 {
     char buf[65536];
@@ -59,6 +100,10 @@ static int send_stdin(int fd)
     while ((n = read(STDIN_FILENO, buf, sizeof(buf))) > 0) {
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(fd, buf + off, (size_t)(n - off));
+            /* A server that closes early (a line it refuses) has answered
+             * already: what it said is read below. */
+            if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+                return 0;
             if (w < 0)
                 return -1;
             off += w;
@@ -70,19 +115,17 @@ static int send_stdin(int fd)
 int main(int argc, char **argv)
 {
     struct options o = {0};
-    struct sockaddr_in sa = {.sin_family = AF_INET};
     char buf[65536];
     int fd;
 
     if (parse_args(argc, argv, &o) < 0) {
-        fprintf(stderr, "usage: rawclient PORT [--half-close] [--slow-read BYTES:MS] "
-                        "[--timeout-ms N]\n");
+        fprintf(stderr, "usage: rawclient {PORT | --unix PATH} [--half-close] "
+                        "[--slow-read BYTES:MS] [--timeout-ms N]\n");
         return 2;
     }
-    sa.sin_port = htons((uint16_t)o.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || send_stdin(fd) < 0) {
+    signal(SIGPIPE, SIG_IGN);
+    fd = connect_to(&o);
+    if (fd < 0 || send_stdin(fd) < 0) {
         perror("rawclient");
         return 2;
     }

@@ -156,8 +156,7 @@ static void test_full(void **state)
     assert_string_equal(cfg->redis.ns, "switchyard:prod");
 
     char *warn = warnings_of(cfg);
-    const char *sections[] = {"health", "detector",     "rollout",
-                              "redis",  "admin.socket", "admin.http"};
+    const char *sections[] = {"health", "detector", "rollout", "redis", "admin.http"};
     char expected[2048] = "";
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         size_t used = strlen(expected);

@@ -1,0 +1,42 @@
+/* socket.h - the control socket: operators' commands, one JSON object per line.
+ *
+ * A Unix stream socket at admin.socket, served on the main thread's event
+ * base. Each peer is checked against admin.allow_uids (SO_PEERCRED), then
+ * sends requests such as {"cmd":"weight","percent":25} and gets one reply
+ * line each; {"cmd":"events","follow":true} turns a client into a follower
+ * that receives every later state change as {"event":...} lines. A client
+ * that lets more than CTLSOCK_OUTPUT_MAX bytes of replies pile up is dropped:
+ * the control thread never waits for anyone.
+ */
+#ifndef SY_CONTROL_SOCKET_H
+#define SY_CONTROL_SOCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "conf/config.h"
+#include "control/service.h"
+
+#define CTLSOCK_LINE_MAX 65536           /* bytes of a request line, newline excluded */
+#define CTLSOCK_OUTPUT_MAX (1024 * 1024) /* unsent bytes before a client is dropped */
+
+struct ctlsock;
+
+/* Starts listening on cfg->admin.socket (must be set). A stale socket file
+ * (nothing answers on it) is replaced; a live one, or a path that is not a
+ * socket, is refused. base, cfg and svc are borrowed and must outlive the
+ * server. Returns a new server, or NULL with the reason logged. Registers
+ * itself as svc's event listener. */
+struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, struct service *svc);
+
+/* Closes every client and the listener, removes the socket file and the
+ * event listener. Accepts NULL. */
+void ctlsock_free(struct ctlsock *cs);
+
+/* Converts a percentage to basis points: 0 and *bp set when p is within
+ * 0..100 with at most two decimals, else -1. */
+int ctlsock_percent_bp(double p, uint32_t *bp) __attribute__((warn_unused_result));
+
+#endif
