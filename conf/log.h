@@ -9,6 +9,8 @@
 #define SY_CONF_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum log_level {
     LOG_ERROR = 0,
@@ -21,6 +23,10 @@ enum log_level {
 void log_setup(const char *prog, enum log_level max);
 
 bool log_enabled(enum log_level level);
+
+/* Writes unix_ms as "2026-11-23T16:50:00.123Z" (UTC) into buf; 25 bytes
+ * hold it. */
+void log_format_time(int64_t unix_ms, char *buf, size_t len);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

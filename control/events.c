@@ -81,25 +81,6 @@ size_t events_count(const struct events *ev)
     return ev->count;
 }
 
-/* "2026-11-23T18:05:03.123Z" */
-static void format_time(int64_t ms, char *buf, size_t len)
-{
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    struct tm tm;
-
-    if (frac < 0) {
-        frac += 1000;
-        secs--;
-    }
-    if (!gmtime_r(&secs, &tm)) {
-        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
 /* Whole percents stay integers in the log (10, not 10.0); 0.01 % steps do not. */
 static json_t *percent_json(uint32_t bp)
 {
@@ -120,7 +101,7 @@ json_t *events_to_json(const struct state_event *e)
     char when[96]; /* room for any int gcc can imagine in struct tm */
     json_t *j;
 
-    format_time(e->time_ms, when, sizeof(when));
+    log_format_time(e->time_ms, when, sizeof(when));
     j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o, s:o, s:b}", "time", when, "generation",
                   (json_int_t)e->generation, "who", e->who, "op", state_op_name(e->op), "why",
                   e->why, "from", side_json(&e->from), "to", side_json(&e->to), "persisted",

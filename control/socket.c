@@ -123,32 +123,13 @@ static json_t *error_reply(const char *code, const char *fmt, ...)
     return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message", clean);
 }
 
-/* "2026-11-23T18:20:00.123Z" into buf. */
-static void format_time(int64_t ms, char *buf, size_t len)
-{
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    struct tm tm;
-
-    if (frac < 0) {
-        frac += 1000;
-        secs--;
-    }
-    if (gmtime_r(&secs, &tm) == NULL) {
-        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
 /* Returns a new STATE object of the protocol for s (borrowed). */
 static json_t *state_reply_json(const struct state *s)
 {
     char when[96];
     enum conf_colour cand = s->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE;
 
-    format_time(s->updated_ms, when, sizeof(when));
+    log_format_time(s->updated_ms, when, sizeof(when));
     return json_pack("{s:s, s:s, s:f, s:s, s:I, s:I, s:s, s:s, s:s}", "stable",
                      conf_colour_name(s->stable), "candidate", conf_colour_name(cand),
                      "candidate_percent", s->candidate_bp / 100.0, "phase",

@@ -100,13 +100,11 @@ static void add_json_string(struct evbuffer *out, const char *s)
 static void add_time(struct evbuffer *out)
 {
     struct timespec ts;
-    struct tm tm;
+    char when[32];
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    evbuffer_add_printf(out, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                        tm.tm_sec, ts.tv_nsec / 1000000);
+    log_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, when, sizeof(when));
+    evbuffer_add_printf(out, "{\"time\":\"%s\"", when);
 }
 
 static void add_field(struct evbuffer *out, const char *key, const char *value)
