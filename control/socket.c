@@ -252,6 +252,24 @@ static void client_send_last(struct client *c, json_t *j, const char *why)
 /* Request validation */
 
 /* True when every key of req is "cmd" or one of keys (space separated). */
+/* True when k is one of the space-separated words of list. Compares whole
+ * words, so neither a prefix nor the empty key matches. */
+static bool key_in_list(const char *list, const char *k)
+{
+    size_t n = strlen(k);
+
+    while (*list != '\0') {
+        const char *end = strchr(list, ' ');
+        size_t len = end ? (size_t)(end - list) : strlen(list);
+        if (len == n && n > 0 && memcmp(list, k, n) == 0)
+            return true;
+        list += len;
+        while (*list == ' ')
+            list++;
+    }
+    return false;
+}
+
 static bool keys_allowed(const json_t *req, const char *keys, const char **bad)
 {
     const char *k;
@@ -261,19 +279,24 @@ static bool keys_allowed(const json_t *req, const char *keys, const char **bad)
     {
         if (strcmp(k, "cmd") == 0)
             continue;
-        size_t n = strlen(k);
-        const char *p = keys;
-        bool found = false;
-        while (!found && (p = strstr(p, k)) != NULL) {
-            found = (p == keys || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0');
-            p += n;
-        }
-        if (!found) {
+        if (!key_in_list(keys, k)) {
             *bad = k;
             return false;
         }
     }
     return true;
+}
+
+/* A reason ends up in logs, event lines and operators' terminals: no NUL,
+ * no line breaks that forge lines, no escape sequences. */
+static bool has_control_chars(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return true;
+    }
+    return false;
 }
 
 /* Fills r's optional reason and expect_generation; returns NULL or a new error. */
@@ -286,8 +309,9 @@ static json_t *parse_change_fields(const json_t *req, struct request *r)
             return error_reply("bad_request", "reason: expected a string");
         if (json_string_length(v) >= STATE_WHY_MAX)
             return error_reply("bad_request", "reason: at most %d bytes", STATE_WHY_MAX - 1);
-        if (strlen(json_string_value(v)) != json_string_length(v))
-            return error_reply("bad_request", "reason: must not contain NUL");
+        if (has_control_chars(json_string_value(v), json_string_length(v)))
+            return error_reply("bad_request",
+                               "reason: must not contain control characters (NUL, newline, ESC...)");
         r->reason = json_string_value(v);
     }
     v = json_object_get(req, "expect_generation");

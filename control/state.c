@@ -266,7 +266,10 @@ static int validate(const struct state *cur, const struct state_change *c, struc
 {
     if ((unsigned)c->op >= STATE_OPS)
         return refuse(err, "bad_argument", "unknown operation %d", (int)c->op);
-    if (c->expect_generation != 0 && c->expect_generation != cur->generation)
+    /* A rollback is never refused as stale: taking traffic off a candidate
+     * is right whatever changed in between (DESIGN: by anyone, at any time). */
+    if (c->expect_generation != 0 && c->expect_generation != cur->generation &&
+        c->op != STATE_OP_ROLLBACK)
         return refuse(err, "conflict",
                       "cannot %s: expected generation %" PRIu64 " but the state is at %" PRIu64,
                       op_verbs[c->op], c->expect_generation, cur->generation);

@@ -128,6 +128,12 @@ bad '{"cmd":"weight","percent":10,"colour":"green"}' bad_request
 bad '{"cmd":"weight","percent":10,"expect_generation":0}' bad_request
 bad '{"cmd":"status","verbose":true}' bad_request
 bad '[1,2]' bad_request
+# An empty key once made the key check loop forever on the control thread.
+bad '{"cmd":"weight","":1,"percent":5}' bad_request
+bad '{"cmd":"status","":1}' bad_request
+# Control characters in a reason would forge lines in logs and terminals.
+bad '{"cmd":"rollback","reason":"ok\n2026 fake event"}' bad_request
+bad '{"cmd":"rollback","reason":"\u001b[31mred"}' bad_request
 bad '{"cmd":"server.drain","server":"blue/blue-1"}' not_supported
 r=$(ctl '{"cmd":"server.drain","server":"blue/blue-1"}')
 sy_eq "not_supported names the command" "$(field "$r" .error.message)" \
