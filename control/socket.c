@@ -421,6 +421,24 @@ static int events_add_cb(const struct state_event *e, void *arg)
     return 0;
 }
 
+/* A reply is one line, and clients read lines of at most CTLSOCK_LINE_MAX:
+ * drops the oldest events until the list fits in budget bytes. Returns true
+ * when any was dropped. */
+static bool keep_newest_fitting(json_t *list, size_t budget)
+{
+    size_t total = 0;
+    bool dropped = false;
+
+    for (size_t i = 0; i < json_array_size(list); i++)
+        total += json_dumpb(json_array_get(list, i), NULL, 0, JSON_COMPACT) + 1;
+    while (total > budget && json_array_size(list) > 0) {
+        total -= json_dumpb(json_array_get(list, 0), NULL, 0, JSON_COMPACT) + 1;
+        json_array_remove(list, 0);
+        dropped = true;
+    }
+    return dropped;
+}
+
 static json_t *cmd_events(struct client *c, const json_t *req)
 {
     const json_t *since = json_object_get(req, "since");
@@ -442,7 +460,8 @@ static json_t *cmd_events(struct client *c, const json_t *req)
     }
     if (json_is_true(follow))
         c->following = true;
-    return json_pack("{s:b, s:o}", "ok", 1, "events", w.list);
+    bool truncated = keep_newest_fitting(w.list, CTLSOCK_LINE_MAX - 64);
+    return json_pack("{s:b, s:o, s:b}", "ok", 1, "events", w.list, "truncated", truncated);
 }
 
 static json_t *cmd_unsupported(struct client *c, const json_t *req)

@@ -83,6 +83,19 @@ sy_match "after it all: status answers, rolled back" "$out" '"phase": ?"rolled_b
 sy_eq "after it all: requests still served" \
     "$(sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$PORT/")" \
     "200 blue-1"
+# A long history: 300 changes with 200-byte reasons make more events than
+# one 64 KiB reply line holds. The reply keeps the newest and says so.
+reason=$(head -c 200 /dev/zero | tr '\0' 'r')
+for ((k = 0; k < 300; k++)); do
+    printf '{"cmd":"weight","percent":%d,"reason":"%s"}\n' $((k % 2 + 1)) "$reason"
+done | "$RAW" --unix "$SOCK" --half-close --timeout-ms 20000 >"$SY_TMP/many.out"
+sy_eq "300 changes on one connection: 300 ok replies" "$(grep -c '"ok":true' "$SY_TMP/many.out")" 300
+"$CTL" -s "$SOCK" events >"$SY_TMP/events.out"
+sy_eq "switchyardctl events after a long history: exit 0" "$?" 0
+sy_range "switchyardctl events after a long history: the newest events (lines)" \
+    "$(grep -c . "$SY_TMP/events.out")" 100 256
+sy_match "the reply says it was truncated" "$("$CTL" -s "$SOCK" --json events)" '"truncated": ?true'
+
 sy_stop "$SY_PROXY_PID" 10
 sy_eq "proxy exits 0 on SIGTERM" "$SY_RC" 0
 sy_finish
