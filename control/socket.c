@@ -41,6 +41,10 @@ struct client {
     struct client *prev;
 };
 
+/* A control client that sends nothing (or reads nothing) for this long is
+ * closed: descriptors are shared with the data plane. */
+static const struct timeval ctlsock_idle = {CTLSOCK_IDLE_S, 0};
+
 struct ctlsock {
     struct event_base *base;
     const struct config *cfg;
@@ -49,6 +53,8 @@ struct ctlsock {
     struct event *reaper; /* frees the dead list */
     char *path;
     struct client *clients; /* live, doubly linked */
+    unsigned nclients;      /* live ones */
+    struct event *resume;   /* re-enables accepting after EMFILE and the like */
     struct client *dead;    /* closed, waiting for reap_cb (singly linked) */
 };
 
@@ -191,6 +197,7 @@ static void client_close(struct client *c, const char *why)
         return;
     log_debug("control socket: %s: closing: %s", c->who, why);
     c->dead = true;
+    cs->nclients--;
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -310,8 +317,9 @@ static json_t *parse_change_fields(const json_t *req, struct request *r)
         if (json_string_length(v) >= STATE_WHY_MAX)
             return error_reply("bad_request", "reason: at most %d bytes", STATE_WHY_MAX - 1);
         if (has_control_chars(json_string_value(v), json_string_length(v)))
-            return error_reply("bad_request",
-                               "reason: must not contain control characters (NUL, newline, ESC...)");
+            return error_reply(
+                "bad_request",
+                "reason: must not contain control characters (NUL, newline, ESC...)");
         r->reason = json_string_value(v);
     }
     v = json_object_get(req, "expect_generation");
@@ -458,8 +466,11 @@ static json_t *cmd_events(struct client *c, const json_t *req)
         json_decref(w.list);
         return NULL;
     }
-    if (json_is_true(follow))
+    if (json_is_true(follow)) {
+        /* A follower waits for events: its only limit is not reading them. */
         c->following = true;
+        bufferevent_set_timeouts(c->bev, NULL, &ctlsock_idle);
+    }
     bool truncated = keep_newest_fitting(w.list, CTLSOCK_LINE_MAX - 64);
     return json_pack("{s:b, s:o, s:b}", "ok", 1, "events", w.list, "truncated", truncated);
 }
@@ -591,6 +602,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
             client_close(c, "client closed");
     } else if (what & BEV_EVENT_ERROR) {
         client_close(c, strerror(EVUTIL_SOCKET_ERROR()));
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        client_close(c, (what & BEV_EVENT_READING) ? "idle" : "not reading its replies");
     }
 }
 
@@ -619,6 +632,7 @@ static struct client *client_new(struct ctlsock *cs, evutil_socket_t fd)
         return NULL;
     }
     c->cs = cs;
+    cs->nclients++;
     c->next = cs->clients;
     if (cs->clients != NULL)
         cs->clients->prev = c;
@@ -651,16 +665,37 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                          "forbidden");
         return;
     }
+    /* The descriptors are the data plane's too: a bounded number of
+     * clients, and none may sit idle for ever. */
+    if (cs->nclients > CTLSOCK_CLIENTS_MAX) {
+        client_send_last(
+            c, error_reply("busy", "more than %d control clients", CTLSOCK_CLIENTS_MAX), "busy");
+        return;
+    }
+    bufferevent_set_timeouts(c->bev, &ctlsock_idle, &ctlsock_idle);
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
         client_close(c, "cannot enable the connection");
 }
 
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ctlsock *cs = arg;
+
+    evconnlistener_enable(cs->listener);
+}
+
+/* Out of descriptors and the like: pause accepting for a moment instead of
+ * spinning on a listener that stays readable, and say so once. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    struct ctlsock *cs = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    struct timeval pause = {0, CTLSOCK_ACCEPT_PAUSE_MS * 1000};
 
-    /* Out of descriptors and the like: this accept is lost, the next may work. */
-    log_warn("control socket: accept: %s", evutil_socket_error_to_string(err));
+    log_warn("control socket: accept: %s: pausing for %d ms", evutil_socket_error_to_string(err),
+             CTLSOCK_ACCEPT_PAUSE_MS);
+    evconnlistener_disable(l);
+    event_add(cs->resume, &pause);
 }
 
 /* Feeds followers; the service calls it after every applied change. */
@@ -770,7 +805,8 @@ struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, s
     cs->cfg = cfg;
     cs->svc = svc;
     cs->reaper = event_new(base, -1, 0, reap_cb, cs);
-    if (cs->reaper == NULL)
+    cs->resume = event_new(base, -1, 0, accept_resume_cb, cs);
+    if (cs->reaper == NULL || cs->resume == NULL)
         goto nomem;
     fd = bind_socket(cs->path, cfg->admin.socket_mode);
     if (fd < 0)
@@ -792,6 +828,8 @@ fail:
     if (cs != NULL) {
         if (cs->reaper != NULL)
             event_free(cs->reaper);
+        if (cs->resume != NULL)
+            event_free(cs->resume);
         free(cs->path);
         free(cs);
     }
@@ -810,6 +848,7 @@ void ctlsock_free(struct ctlsock *cs)
     if (unlink(cs->path) < 0 && errno != ENOENT)
         log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
     event_free(cs->reaper);
+    event_free(cs->resume);
     free(cs->path);
     free(cs);
 }

@@ -21,6 +21,9 @@
 
 #define CTLSOCK_LINE_MAX 65536           /* bytes of a request line, newline excluded */
 #define CTLSOCK_OUTPUT_MAX (1024 * 1024) /* unsent bytes before a client is dropped */
+#define CTLSOCK_CLIENTS_MAX 64           /* clients at once; more get "busy" */
+#define CTLSOCK_IDLE_S 60                /* a silent (or non-reading) client is closed */
+#define CTLSOCK_ACCEPT_PAUSE_MS 100      /* after EMFILE and the like */
 
 struct ctlsock;
 

@@ -183,7 +183,7 @@ sy_eq "weight 25.5: the state file holds 2550 basis points" \
     "$(jq -r .candidate_bp "$STATE" 2>/dev/null)" 2550
 wait "$FOLLOW_PID"
 sy_eq "follower: first the (empty) history since generation 2" \
-    "$(head -n 1 "$SY_TMP/follow.out")" '{"ok":true,"events":[]}'
+    "$(head -n 1 "$SY_TMP/follow.out")" '{"ok":true,"events":[],"truncated":false}'
 sy_eq "follower: then the new event, as it happened" \
     "$(sed -n 2p "$SY_TMP/follow.out" | jq -r '.event.op + " " + (.event.generation|tostring)')" \
     "weight 3"

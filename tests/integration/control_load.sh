@@ -83,6 +83,20 @@ sy_match "after it all: status answers, rolled back" "$out" '"phase": ?"rolled_b
 sy_eq "after it all: requests still served" \
     "$(sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$PORT/")" \
     "200 blue-1"
+# The descriptors are the data plane's too: at most 64 control clients.
+idle_pids=()
+for ((k = 0; k < 64; k++)); do
+    "$RAW" --unix "$SOCK" --timeout-ms 4000 </dev/null >/dev/null &
+    idle_pids+=($!)
+done
+sleep 0.5
+r=$(printf '{"cmd":"status"}\n' | "$RAW" --unix "$SOCK" --half-close --timeout-ms 3000)
+sy_match "a 65th control client: busy" "$r" '"code": ?"busy"'
+for pid in "${idle_pids[@]}"; do kill "$pid" 2>/dev/null; done
+for pid in "${idle_pids[@]}"; do wait "$pid" 2>/dev/null; done
+sleep 0.2
+sy_match "once they are gone: answered again" "$("$CTL" -s "$SOCK" --json status)" '"ok": ?true'
+
 # A long history: 300 changes with 200-byte reasons make more events than
 # one 64 KiB reply line holds. The reply keeps the newest and says so.
 reason=$(head -c 200 /dev/zero | tr '\0' 'r')

@@ -261,12 +261,17 @@ sy_port_in_use()
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# sy_port VAR: a free random port in 20000..60000, stored in VAR.
+# sy_port VAR: a free random port from 20000 up to the kernel's ephemeral
+# range, stored in VAR.
 sy_port()
 {
-    local p i
+    local p i low=32768 high
+    # Below the kernel's range for outgoing connections: a port picked from
+    # it could be taken by some connect() between our check and the bind.
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+    ((low > 20100)) || low=32768
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % (low - 20000)))
         [[ " ${SY_PORTS[*]} " == *" $p "* ]] && continue
         sy_port_in_use "$p" && continue
         SY_PORTS+=("$p")
