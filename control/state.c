@@ -384,13 +384,22 @@ int state_apply(struct state_machine *sm, const struct state_change *c, struct s
     state_text_copy(next.reason, sizeof(next.reason), c->why);
     next.updated_ms = sm->hooks.now_ms ? sm->hooks.now_ms(sm->hooks.arg) : wall_clock_ms();
     event_init(&e, &sm->cur, &next, c->op);
-    if (persist(sm, &next, &e, err) < 0)
-        return -1;
-    sm->cur = next;
+    if (c->op == STATE_OP_ROLLBACK) {
+        /* Traffic leaves the candidate first; the disk comes after, so a
+         * slow or failing fsync can delay the record, never the rollback. */
+        sm->cur = next;
+        if (sm->hooks.publish)
+            sm->hooks.publish(&sm->cur, sm->hooks.arg);
+        (void)persist(sm, &next, &e, err); /* a rollback is never refused */
+    } else {
+        if (persist(sm, &next, &e, err) < 0)
+            return -1;
+        sm->cur = next;
+    }
     log_change(&e);
     if (sm->hooks.event)
         sm->hooks.event(&e, sm->hooks.arg);
-    if (sm->hooks.publish)
+    if (c->op != STATE_OP_ROLLBACK && sm->hooks.publish)
         sm->hooks.publish(&sm->cur, sm->hooks.arg);
     return 0;
 }

@@ -6,7 +6,9 @@
  * refuses what the current phase does not allow, bumps the generation and then
  * calls the registered hooks in a fixed order: persist, event, publish. A
  * change that cannot be persisted is refused, except a rollback: taking
- * traffic off a bad candidate must never wait for a disk.
+ * traffic off a bad candidate must never wait for a disk, so a rollback
+ * publishes first, then persists (a failure is recorded, not refused), then
+ * records its event.
  */
 #ifndef SY_CONTROL_STATE_H
 #define SY_CONTROL_STATE_H
