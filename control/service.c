@@ -1,7 +1,10 @@
 /* service.c - a service's state, persisted, recorded and published. */
 #include "control/service.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf/log.h"
 #include "control/events.h"
@@ -42,6 +45,21 @@ static void publish_hook(const struct state *s, void *arg)
     route_split_set(&svc->split, s->stable, s->candidate_bp);
 }
 
+/* The next save would overwrite an unreadable state file, and with it the
+ * evidence of what it held (a rollback, perhaps): it moves aside first. */
+static void keep_corrupt(const char *path)
+{
+    char aside[4096];
+    int n = snprintf(aside, sizeof(aside), "%s.corrupt", path);
+
+    if (n < 0 || (size_t)n >= sizeof(aside))
+        return;
+    if (rename(path, aside) == 0)
+        log_error("state: the unreadable file is kept as %s for inspection", aside);
+    else if (errno != ENOENT)
+        log_error("state: cannot keep %s aside as %s: %s", path, aside, strerror(errno));
+}
+
 /* The state to start from: the state file's when it has one, else the
  * config's. */
 static void initial_state(const struct config *cfg, struct state *out)
@@ -65,6 +83,7 @@ static void initial_state(const struct config *cfg, struct state *out)
     default:
         log_error("state: %s; starting from the config (stable %s, candidate %.2f%%)", why,
                   conf_colour_name(cfg->routing.stable), cfg->routing.candidate_bp / 100.0);
+        keep_corrupt(cfg->state_file);
         break;
     }
     state_from_config(cfg, out);

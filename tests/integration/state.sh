@@ -2,8 +2,8 @@
 # state.sh - the state file decides the split at start-up:
 #   - a readable state file wins over routing.candidate_percent;
 #   - a missing one means "start from the config";
-#   - a corrupt or torn one is reported and the config is used: the proxy
-#     still starts and serves.
+#   - a corrupt or torn one is reported, kept aside as FILE.corrupt, and the
+#     config is used: the proxy still starts and serves.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -46,6 +46,8 @@ sy_eq "torn state file: the proxy serves, from the config (all blue)" \
     "$(grep -c '^blue-1$' <<<"$out")" 50
 sy_match "torn state file: reported as an error naming the file" \
     "$(cat "$SY_TMP/proxy-torn.log")" "error: state: .*switchyard\\.state\\.json"
+sy_eq "torn state file: kept aside as .corrupt before anything overwrites it" \
+    "$(cat "$STATE.corrupt" 2>/dev/null)" '{"stable": "blue", "candidate_bp": 10000, "pha'
 sy_stop "$SY_PROXY_PID" 10
 sy_eq "torn state file: the proxy exits 0 on SIGTERM" "$SY_RC" 0
 
