@@ -94,7 +94,9 @@ static const struct command commands[] = {
 };
 #define COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-int ctlsock_percent_bp(double p, uint32_t *bp)
+/* Converts a percentage to basis points: 0 and *bp set when p is within
+ * 0..100 with at most two decimals, else -1. */
+static int percent_bp(double p, uint32_t *bp)
 {
     /* The request was parsed to a double already, so the config's rule on
      * the literal's digits does not apply: 12.345 * 100 lands half a basis
@@ -343,7 +345,7 @@ static json_t *parse_percent(const json_t *req, uint32_t *bp)
     double p = json_number_value(v);
     if (!(p >= 0 && p <= 100))
         return error_reply("bad_request", "percent: expected 0..100, got %g", p);
-    if (ctlsock_percent_bp(p, bp) < 0)
+    if (percent_bp(p, bp) < 0)
         return error_reply("bad_request", "percent: at most two decimals (got %.17g)", p);
     return NULL;
 }

@@ -38,8 +38,4 @@ struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, s
  * event listener. Accepts NULL. */
 void ctlsock_free(struct ctlsock *cs);
 
-/* Converts a percentage to basis points: 0 and *bp set when p is within
- * 0..100 with at most two decimals, else -1. */
-int ctlsock_percent_bp(double p, uint32_t *bp) __attribute__((warn_unused_result));
-
 #endif

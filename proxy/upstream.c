@@ -85,11 +85,6 @@ enum conf_colour upstream_pool_colour(const struct upstream_pool *pool)
     return pool->colour;
 }
 
-size_t upstream_pool_size(const struct upstream_pool *pool)
-{
-    return pool->n;
-}
-
 /* nginx's smooth weighted round-robin: every eligible server gains its weight,
  * the richest wins and pays the total. Spreads a 9:1 pool as 9 1-in-10 slots
  * rather than nine in a row. */
@@ -120,11 +115,6 @@ uint64_t upstream_server_bit(const struct upstream_server *srv)
 const struct conf_server *upstream_server_conf(const struct upstream_server *srv)
 {
     return srv->conf;
-}
-
-struct upstream_pool *upstream_server_pool(const struct upstream_server *srv)
-{
-    return srv->pool;
 }
 
 static void idle_unlink(struct upstream_conn *conn)

@@ -35,7 +35,6 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, const struct co
 void upstream_pool_free(struct upstream_pool *pool);
 
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
-size_t upstream_pool_size(const struct upstream_pool *pool);
 
 /* Picks a server by smooth weighted round-robin, skipping those whose index
  * bit is set in exclude (servers already tried for this request). Returns the
@@ -45,7 +44,6 @@ struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t 
 /* The bit of a server in an exclude mask. Pools have at most 64 servers. */
 uint64_t upstream_server_bit(const struct upstream_server *srv);
 const struct conf_server *upstream_server_conf(const struct upstream_server *srv);
-struct upstream_pool *upstream_server_pool(const struct upstream_server *srv);
 
 /* Returns an idle connection to srv, ready for a new request, or NULL when
  * there is none. The caller owns it (new) and sets the callbacks. */
