@@ -13,9 +13,11 @@
 #include "conf/config.h"
 #include "conf/log.h"
 #include "control/embedded_config.h"
+#include "control/reload.h"
 #include "control/service.h"
 #include "control/socket.h"
 #include "proxy/route.h"
+#include "proxy/snapshot.h"
 #include "proxy/worker.h"
 
 #define SY_VERSION "0.1.0"
@@ -36,7 +38,10 @@ static const char usage_text[] =
     "  -V, --version        print the version\n"
     "\n"
     "Signals: SIGTERM or SIGINT drain (stop accepting, finish in-flight requests,\n"
-    "exit 0 within timeouts_ms.drain); a second one cuts the drain short.\n"
+    "exit 0 within timeouts_ms.drain); a second one cuts the drain short. SIGHUP\n"
+    "re-reads the config file (like `switchyardctl reload`): a config with errors,\n"
+    "or one that changes what needs a restart (listen, workers, admin.socket, ...),\n"
+    "is refused and the running config stays; the access log is reopened.\n"
     "\n"
     "Examples:\n"
     "  switchyard -t -c /etc/switchyard/prod.json\n"
@@ -52,7 +57,7 @@ struct options {
 struct control {
     struct event_base *base;
     struct proxy *proxy;
-    const struct config *cfg;
+    struct reloader *reloader;
     struct event *drain_poll;
     struct event *drain_deadline;
     bool draining;
@@ -138,21 +143,26 @@ static void drain_poll_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(ctl->base, NULL);
 }
 
+static const struct config *running_config(const struct control *ctl)
+{
+    return reloader_current(ctl->reloader)->cfg;
+}
+
 static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct control *ctl = arg;
 
     log_warn("drain: timeouts_ms.drain (%u ms) is over: cutting the remaining connections",
-             ctl->cfg->timeouts.drain_ms);
+             running_config(ctl)->timeouts.drain_ms);
     proxy_stop(ctl->proxy);
 }
 
 static void stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct control *ctl = arg;
+    uint32_t drain_ms = running_config(ctl)->timeouts.drain_ms;
     struct timeval poll = {0, DRAIN_POLL_MS * 1000};
-    struct timeval deadline = {ctl->cfg->timeouts.drain_ms / 1000,
-                               (ctl->cfg->timeouts.drain_ms % 1000) * 1000};
+    struct timeval deadline = {drain_ms / 1000, (drain_ms % 1000) * 1000};
 
     if (ctl->draining) {
         log_warn("%s again: stopping now", strsignal((int)sig));
@@ -160,15 +170,22 @@ static void stop_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     ctl->draining = true;
-    log_info("%s: draining (at most %u ms)", strsignal((int)sig), ctl->cfg->timeouts.drain_ms);
+    log_info("%s: draining (at most %u ms)", strsignal((int)sig), drain_ms);
     proxy_drain(ctl->proxy);
     event_add(ctl->drain_poll, &poll);
     event_add(ctl->drain_deadline, &deadline);
 }
 
+/* reloader_run() logs every error and note itself. */
 static void hup_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-    log_warn("SIGHUP: reloading is not supported yet; the running config stays");
+    struct control *ctl = arg;
+    struct conf_errors errs = {0}, notes = {0};
+
+    log_info("SIGHUP: reloading");
+    (void)reloader_run(ctl->reloader, &errs, &notes);
+    conf_errors_clear(&errs);
+    conf_errors_clear(&notes);
 }
 
 static void log_start(const struct config *cfg, const struct route_split *split)
@@ -182,9 +199,10 @@ static void log_start(const struct config *cfg, const struct route_split *split)
              conf_colour_name(v.candidate), v.candidate_bp / 100.0);
 }
 
-static int run(const struct config *cfg)
+static int run(struct snapshot *snap, const struct options *o)
 {
-    struct control ctl = {.cfg = cfg};
+    const struct config *cfg = snap->cfg;
+    struct control ctl = {0};
     struct service *svc = service_new(cfg);
     struct ctlsock *sock = NULL;
     struct event *sigs[3] = {NULL};
@@ -193,8 +211,11 @@ static int run(const struct config *cfg)
     ctl.base = event_base_new();
     if (ctl.base == NULL || svc == NULL)
         goto out;
-    ctl.proxy = proxy_new(cfg, service_split(svc));
+    ctl.proxy = proxy_new(snap, service_split(svc));
     if (ctl.proxy == NULL)
+        goto out;
+    ctl.reloader = reloader_new(o->config_path, o->threads >= 0, snap, ctl.proxy, svc);
+    if (ctl.reloader == NULL)
         goto out;
     /* Before the workers start: a socket that cannot be had is a start-up error. */
     if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, cfg, svc)) == NULL)
@@ -216,6 +237,7 @@ static int run(const struct config *cfg)
     rc = 0;
 out:
     ctlsock_free(sock);
+    reloader_free(ctl.reloader);
     proxy_free(ctl.proxy);
     service_free(svc);
     for (int i = 0; i < 3; i++) {
@@ -235,6 +257,7 @@ int main(int argc, char **argv)
 {
     struct options o = {0};
     struct config *cfg;
+    struct snapshot *snap;
     int rc;
 
     if (parse_options(argc, argv, &o) < 0)
@@ -255,7 +278,13 @@ int main(int argc, char **argv)
     config_warn_inactive(cfg, stderr);
     /* A client that goes away mid-write must cost an error code, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    rc = run(cfg);
-    config_free(cfg);
+    snap = snapshot_new(cfg, cfg->workers, NULL);
+    if (snap == NULL) {
+        log_error("out of memory");
+        config_free(cfg);
+        return 1;
+    }
+    rc = run(snap, &o);
+    snapshot_unref(snap);
     return rc;
 }

@@ -84,7 +84,7 @@ static bool fall_back_to_stable(struct session *s)
                  conf_colour_name(v.candidate), conf_colour_name(v.stable));
     last_warn = now;
     s->flags |= SESSION_FL_FALLBACK;
-    s->pool = s->w->pools[v.stable];
+    session_route_to(s, s->w->pools[v.stable]);
     s->tried = 0;
     return true;
 }
@@ -95,6 +95,10 @@ void exchange_start(struct session *s)
         [CONF_BLUE] = "no server of pool blue could be reached",
         [CONF_GREEN] = "no server of pool green could be reached",
     };
+    static const char *const unavailable[CONF_COLOURS] = {
+        [CONF_BLUE] = "no server of pool blue is in rotation",
+        [CONF_GREEN] = "no server of pool green is in rotation",
+    };
 
     for (;;) {
         struct upstream_server *srv = upstream_pool_pick(s->pool, s->tried);
@@ -102,8 +106,12 @@ void exchange_start(struct session *s)
 
         if (srv == NULL && fall_back_to_stable(s))
             continue;
-        if (srv == NULL) {
+        if (srv == NULL && s->tried != 0) {
             session_respond_error(s, 502, unreachable[upstream_pool_colour(s->pool)]);
+            return;
+        }
+        if (srv == NULL) { /* every server disabled or draining: nothing was tried */
+            session_respond_error(s, 503, unavailable[upstream_pool_colour(s->pool)]);
             return;
         }
         conn = upstream_conn_take_idle(srv);

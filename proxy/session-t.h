@@ -54,7 +54,7 @@ struct session {
     struct worker *w;
     struct conn *client;
     struct upstream_conn *up; /* during CONNECT, EXCHANGE and TUNNEL */
-    struct upstream_pool *pool;
+    struct upstream_pool *pool; /* referenced: set with session_route_to() */
     enum session_state state;
     unsigned flags;
     struct event timer; /* head, connect and upstream-header deadlines */
@@ -112,9 +112,19 @@ static inline struct evbuffer *up_out(struct session *s)
  * client or upstream. */
 static inline void setup_conn(struct worker *w, struct conn *c)
 {
-    conn_set_read_high(c, w->in_high);
+    conn_set_read_high(c, worker_read_high(w));
     conn_set_write_low(c, RELAY_OUT_LOW);
     conn_set_timeouts(c, NULL, w->tv.body_idle);
+}
+
+/* Sends the exchange to pool (NULL: none). The session holds the pool so
+ * that a reload cannot free it under a request. */
+static inline void session_route_to(struct session *s, struct upstream_pool *pool)
+{
+    if (pool != NULL)
+        upstream_pool_ref(pool);
+    upstream_pool_unref(s->pool);
+    s->pool = pool;
 }
 
 /* Closes the upstream connection without returning it to the idle pool. */

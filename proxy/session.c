@@ -105,6 +105,7 @@ void session_close(struct session *s, const char *reason)
     session_set_state(s, SESSION_CLOSED);
     evtimer_del(&s->timer);
     drop_upstream(s);
+    session_route_to(s, NULL);
     conn_free(s->client);
     s->client = NULL;
     TAILQ_REMOVE(&w->sessions, s, link);
@@ -137,7 +138,7 @@ void session_respond_error(struct session *s, int status, const char *detail)
         /* Refused before a request began (bad head, head timeout): it is
          * still an exchange for the access log. */
         s->flags |= SESSION_FL_REQ_LIVE;
-        s->pool = NULL;
+        session_route_to(s, NULL);
         s->upstream_ms = -1;
         relay_body_init(&s->req, HTTP1_BODY_NONE, 0);
         relay_body_init(&s->resp, HTTP1_BODY_NONE, 0);
@@ -367,8 +368,8 @@ static void on_request_head(struct session *s)
         return;
     }
     begin_exchange(s, &req);
-    s->pool = s->w->pools[route_pick(&s->w->cfg->routing, s->w->shared->split, &req,
-                                     (struct sockaddr *)&s->peer, &s->w->rng)];
+    session_route_to(s, s->w->pools[route_pick(&s->w->cfg->routing, s->w->shared->split, &req,
+                                               (struct sockaddr *)&s->peer, &s->w->rng)]);
     struct forward_request_opts fo = {s->peer_ip, "http", (s->flags & SESSION_FL_UPGRADE) != 0};
     if (forward_request_head(s->req_head, &req, &fo) < 0) {
         session_close(s, "out of memory");
@@ -406,6 +407,8 @@ void session_pump_request(struct session *s)
 /* Waits for, or starts on, the next request of a kept-alive connection. */
 void session_next_request(struct session *s)
 {
+    /* A reload may have raised limits.max_header_bytes since the last one. */
+    conn_set_read_high(s->client, worker_read_high(s->w));
     session_set_state(s, SESSION_HEAD);
     on_request_head(s); /* pipelined already? */
     if (s->state != SESSION_HEAD)

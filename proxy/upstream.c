@@ -12,12 +12,14 @@
 
 #include "conf/log.h"
 #include "proxy/conn.h"
+#include "proxy/snapshot.h"
 
 struct upstream_conn {
     struct conn *sock;
     struct upstream_server *srv;
     TAILQ_ENTRY(upstream_conn) idle_link; /* on srv->idle while idle */
     bool idle;
+    bool busy; /* counted in its server's in-flight exchanges */
     bool reused;
 };
 
@@ -25,6 +27,7 @@ TAILQ_HEAD(conn_list, upstream_conn);
 
 struct upstream_server {
     const struct conf_server *conf;
+    struct server_state *state; /* shared with the other workers */
     struct upstream_pool *pool;
     unsigned index;
     int64_t current; /* smooth WRR running weight */
@@ -35,14 +38,20 @@ struct upstream_server {
 struct upstream_pool {
     struct event_base *base;
     const struct timeval *idle_tv;
+    struct snapshot *snap; /* holds the conf of the servers */
     enum conf_colour colour;
+    unsigned worker;
+    unsigned refs;   /* the worker's while current, each session's, each connection's */
+    bool retired;    /* replaced by a reload: finishes what it has, takes nothing back */
     struct upstream_server *servers;
     size_t n;
 };
 
-struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
-                                        enum conf_colour colour, const struct timeval *idle_tv)
+struct upstream_pool *upstream_pool_new(struct event_base *base, struct snapshot *snap,
+                                        enum conf_colour colour, unsigned worker,
+                                        const struct timeval *idle_tv)
 {
+    const struct conf_pool *conf = &snap->cfg->pools[colour];
     struct upstream_pool *pool = calloc(1, sizeof(*pool));
 
     if (pool == NULL || conf->nservers > 64)
@@ -52,11 +61,15 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, const struct co
         goto fail;
     pool->base = base;
     pool->idle_tv = idle_tv;
+    pool->snap = snapshot_ref(snap);
     pool->colour = colour;
+    pool->worker = worker;
+    pool->refs = 1;
     pool->n = conf->nservers;
     for (size_t i = 0; i < pool->n; i++) {
         struct upstream_server *srv = &pool->servers[i];
         srv->conf = &conf->servers[i];
+        srv->state = snap->servers[colour][i];
         srv->pool = pool;
         srv->index = (unsigned)i;
         TAILQ_INIT(&srv->idle);
@@ -67,17 +80,63 @@ fail:
     return NULL;
 }
 
-void upstream_pool_free(struct upstream_pool *pool)
+void upstream_pool_ref(struct upstream_pool *pool)
+{
+    pool->refs++;
+}
+
+void upstream_pool_unref(struct upstream_pool *pool)
+{
+    if (pool == NULL || --pool->refs > 0)
+        return;
+    free(pool->servers);
+    snapshot_unref(pool->snap);
+    free(pool);
+}
+
+/* The server of pool that is srv under a new config: same name and address,
+ * so that its idle connections are still good. */
+static struct upstream_server *same_server(struct upstream_pool *pool,
+                                           const struct upstream_server *srv)
+{
+    const struct conf_addr *a = &srv->conf->addr;
+
+    for (size_t i = 0; pool != NULL && i < pool->n; i++) {
+        const struct conf_server *c = pool->servers[i].conf;
+        if (strcmp(c->name, srv->conf->name) == 0 && c->addr.len == a->len &&
+            memcmp(&c->addr.ss, &a->ss, a->len) == 0)
+            return &pool->servers[i];
+    }
+    return NULL;
+}
+
+static void idle_push(struct upstream_server *srv, struct upstream_conn *conn);
+
+void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *successor)
 {
     if (pool == NULL)
         return;
+    /* The owner's reference, dropped last, keeps the pool alive meanwhile. */
+    pool->retired = true;
     for (size_t i = 0; i < pool->n; i++) {
+        struct upstream_server *srv = &pool->servers[i];
+        struct upstream_server *heir = same_server(successor, srv);
         struct upstream_conn *c;
-        while ((c = TAILQ_FIRST(&pool->servers[i].idle)) != NULL)
-            upstream_conn_free(c);
+        while ((c = TAILQ_FIRST(&srv->idle)) != NULL) {
+            if (heir == NULL || heir->nidle >= UPSTREAM_IDLE_MAX) {
+                upstream_conn_free(c);
+                continue;
+            }
+            /* A reload must not cost the backends a reconnect storm. */
+            TAILQ_REMOVE(&srv->idle, c, idle_link);
+            srv->nidle--;
+            c->srv = heir;
+            upstream_pool_ref(heir->pool);
+            idle_push(heir, c);
+            upstream_pool_unref(pool);
+        }
     }
-    free(pool->servers);
-    free(pool);
+    upstream_pool_unref(pool);
 }
 
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool)
@@ -95,7 +154,8 @@ struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t 
 
     for (size_t i = 0; i < pool->n; i++) {
         struct upstream_server *srv = &pool->servers[i];
-        if (exclude & upstream_server_bit(srv))
+        if ((exclude & upstream_server_bit(srv)) ||
+            server_state_admin(srv->state) != SERVER_ENABLED)
             continue;
         srv->current += srv->conf->weight;
         total += srv->conf->weight;
@@ -138,6 +198,14 @@ static void idle_event_cb(struct conn *c, short what, void *arg)
     upstream_conn_free(arg);
 }
 
+static void busy_set(struct upstream_conn *conn, bool busy)
+{
+    if (conn->busy == busy)
+        return;
+    conn->busy = busy;
+    server_state_busy_add(conn->srv->state, conn->srv->pool->worker, busy ? 1 : -1);
+}
+
 struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv)
 {
     struct upstream_conn *conn = TAILQ_FIRST(&srv->idle);
@@ -145,6 +213,7 @@ struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv)
     if (conn == NULL)
         return NULL;
     idle_unlink(conn);
+    busy_set(conn, true);
     conn_set_callbacks(conn->sock, NULL, NULL, NULL, NULL);
     conn_set_timeouts(conn->sock, NULL, NULL);
     conn->reused = true;
@@ -166,17 +235,13 @@ struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
         errno = saved;
         return NULL;
     }
+    upstream_pool_ref(srv->pool);
+    busy_set(conn, true);
     return conn;
 }
 
-void upstream_conn_release(struct upstream_conn *conn)
+static void idle_push(struct upstream_server *srv, struct upstream_conn *conn)
 {
-    struct upstream_server *srv = conn->srv;
-
-    if (srv->nidle >= UPSTREAM_IDLE_MAX) {
-        upstream_conn_free(conn);
-        return;
-    }
     conn_set_callbacks(conn->sock, idle_read_cb, NULL, idle_event_cb, conn);
     conn_set_timeouts(conn->sock, srv->pool->idle_tv, NULL);
     TAILQ_INSERT_HEAD(&srv->idle, conn, idle_link);
@@ -184,13 +249,32 @@ void upstream_conn_release(struct upstream_conn *conn)
     conn->idle = true;
 }
 
+void upstream_conn_release(struct upstream_conn *conn)
+{
+    struct upstream_server *srv = conn->srv;
+
+    busy_set(conn, false);
+    /* A server taken out of rotation keeps no connections open to it. */
+    if (srv->nidle >= UPSTREAM_IDLE_MAX || srv->pool->retired ||
+        server_state_admin(srv->state) != SERVER_ENABLED) {
+        upstream_conn_free(conn);
+        return;
+    }
+    idle_push(srv, conn);
+}
+
 void upstream_conn_free(struct upstream_conn *conn)
 {
+    struct upstream_pool *pool;
+
     if (conn == NULL)
         return;
+    pool = conn->srv->pool;
+    busy_set(conn, false);
     idle_unlink(conn);
     conn_free(conn->sock);
     free(conn);
+    upstream_pool_unref(pool);
 }
 
 struct conn *upstream_conn_socket(const struct upstream_conn *conn)

@@ -20,6 +20,7 @@ struct timeval;
 struct upstream_pool;
 struct upstream_server;
 struct upstream_conn;
+struct snapshot;
 
 /* An idle connection that nobody has used for this long is closed. Shorter
  * than the keep-alive timeouts of common servers (nginx 75 s, Apache 5 s is the
@@ -28,17 +29,30 @@ struct upstream_conn;
 /* At most this many idle connections per server and worker. */
 #define UPSTREAM_IDLE_MAX 256
 
-/* Returns a new pool for the servers of conf (borrowed: must outlive the
- * pool). idle_tv (borrowed) bounds how long a connection stays idle. */
-struct upstream_pool *upstream_pool_new(struct event_base *base, const struct conf_pool *conf,
-                                        enum conf_colour colour, const struct timeval *idle_tv);
-void upstream_pool_free(struct upstream_pool *pool);
+/* Returns a new pool (one reference, the worker's) for the servers of pool
+ * colour in snap, which it references, run by worker number `worker`.
+ * idle_tv (borrowed) bounds how long a connection stays idle. */
+struct upstream_pool *upstream_pool_new(struct event_base *base, struct snapshot *snap,
+                                        enum conf_colour colour, unsigned worker,
+                                        const struct timeval *idle_tv);
+
+/* A pool lives as long as anything uses it: the worker while it is current,
+ * each session routed to it, each of its connections. */
+void upstream_pool_ref(struct upstream_pool *pool);
+void upstream_pool_unref(struct upstream_pool *pool); /* NULL is fine */
+
+/* Drops the worker's reference to a pool that a reload replaced (NULL is
+ * fine): its idle connections move to the server of the same name and
+ * address in successor (may be NULL), or close; connections in use finish
+ * their exchange and close; the pool goes with the last of them. */
+void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *successor);
 
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
 
-/* Picks a server by smooth weighted round-robin, skipping those whose index
- * bit is set in exclude (servers already tried for this request). Returns the
- * server (borrowed) or NULL when none is left. */
+/* Picks a server by smooth weighted round-robin, skipping those an operator
+ * took out of rotation and those whose index bit is set in exclude (servers
+ * already tried for this request). Returns the server (borrowed) or NULL when
+ * none is left. */
 struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t exclude);
 
 /* The bit of a server in an exclude mask. Pools have at most 64 servers. */
@@ -55,7 +69,8 @@ struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv);
 struct upstream_conn *upstream_conn_connect(struct upstream_server *srv);
 
 /* Gives a connection whose last exchange ended cleanly back to its server's
- * idle list (stolen). */
+ * idle list (stolen); it is closed instead when the server is out of
+ * rotation or its pool retired. */
 void upstream_conn_release(struct upstream_conn *conn);
 
 /* Closes and frees a connection; NULL is fine. */

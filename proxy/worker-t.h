@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 
 #include "conf/config.h"
 #include "proxy/http1.h"
@@ -18,13 +19,13 @@ struct evconnlistener;
 struct upstream_pool;
 struct accesslog;
 struct session;
+struct snapshot;
 
 TAILQ_HEAD(session_list, session);
 
 /* What all workers of one process share. Written before the workers start,
  * then read-only except for the atomics. */
 struct proxy_shared {
-    const struct config *cfg;
     struct route_split *split;
     _Atomic uint32_t nconns;  /* client connections open, all workers */
     _Atomic uint32_t refused; /* connections refused over max_connections */
@@ -46,12 +47,16 @@ struct worker_timeouts {
     const struct timeval *upstream_idle;
 };
 
+#define WORKER_TIMEOUTS 7 /* the members of struct worker_timeouts */
+
 struct worker {
     unsigned id;
     pthread_t thread;
     struct event_base *base;
     struct proxy_shared *shared;
-    const struct config *cfg; /* shared->cfg, for short */
+    struct snapshot *snap;           /* the config this worker runs (referenced) */
+    const struct config *cfg;        /* snap->cfg, for short */
+    _Atomic(struct snapshot *) next; /* a reload's, until the worker switches */
     struct upstream_pool *pools[CONF_COLOURS];
     struct evconnlistener **listeners;
     size_t nlisteners;
@@ -65,11 +70,20 @@ struct worker {
     unsigned nfree;
     uint64_t rng;              /* xorshift state for random buckets */
     struct http1_header *hdrs; /* parser scratch: limits.max_headers entries */
-    size_t in_high;            /* read high-water mark of every connection */
+    uint32_t nhdrs;            /* entries in hdrs */
     struct worker_timeouts tv;
+    struct timeval tv_plain[WORKER_TIMEOUTS]; /* when a base has no common timeout left */
     struct accesslog *alog; /* NULL when off */
     bool draining;
     _Atomic bool running;
 };
+
+/* Read high-water mark of every connection: a whole head must fit. */
+static inline size_t worker_read_high(const struct worker *w)
+{
+    size_t head = (size_t)w->cfg->limits.max_header_bytes + 1;
+
+    return head > 65536 ? head : 65536;
+}
 
 #endif

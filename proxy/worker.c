@@ -18,6 +18,7 @@
 #include "conf/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/session.h"
+#include "proxy/snapshot.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
@@ -26,15 +27,18 @@
 
 #define WORKER_CMD_DRAIN 'D'
 #define WORKER_CMD_STOP 'S'
+#define WORKER_CMD_RELOAD 'R' /* switch to worker->next */
 
 struct proxy {
     struct proxy_shared shared;
+    struct snapshot *snap; /* the current config (referenced) */
     struct worker *workers;
     unsigned nworkers;
     unsigned nstarted; /* threads to join */
 };
 
 static void worker_free(struct worker *w);
+static void worker_switch(struct worker *w, struct snapshot *snap);
 
 /* SO_REUSEPORT would let us share a port silently with another process of
  * the same user (a second switchyard, say) and split its traffic. So each
@@ -147,6 +151,10 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     for (ssize_t i = 0; i < n; i++) {
         if (cmds[i] == WORKER_CMD_DRAIN) {
             worker_drain(w);
+        } else if (cmds[i] == WORKER_CMD_RELOAD) {
+            struct snapshot *snap = atomic_exchange(&w->next, NULL);
+            if (snap != NULL)
+                worker_switch(w, snap);
         } else if (cmds[i] == WORKER_CMD_STOP) {
             worker_drain(w);
             session_close_all(w);
@@ -181,40 +189,106 @@ static int worker_listen(struct worker *w, const struct config *cfg)
     return 0;
 }
 
-static const struct timeval *common_timeout(struct event_base *base, uint32_t ms)
+/* A common timeout of base for ms, or, when the base has used up its common
+ * timeouts (libevent allows 256; only many reloads with ever new values get
+ * there), the plain timeval *plain: slower to arm, just as right. */
+static const struct timeval *timeout_of(struct event_base *base, uint32_t ms,
+                                        struct timeval *plain)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    const struct timeval *common;
 
-    return event_base_init_common_timeout(base, &tv);
+    plain->tv_sec = (time_t)(ms / 1000);
+    plain->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    common = event_base_init_common_timeout(base, plain);
+    return common != NULL ? common : plain;
 }
 
-static int worker_timeouts_init(struct worker *w)
+/* (Re)computes every timeout from w->cfg. Sessions keep nothing of the old
+ * ones: libevent copies a timeout when an event is armed. */
+static void worker_timeouts_init(struct worker *w)
 {
     const struct conf_timeouts *t = &w->cfg->timeouts;
     struct worker_timeouts *tv = &w->tv;
+    struct timeval *plain = w->tv_plain;
 
-    tv->client_header = common_timeout(w->base, t->client_header_ms);
-    tv->client_idle = common_timeout(w->base, t->client_idle_ms);
-    tv->connect = common_timeout(w->base, t->connect_ms);
-    tv->upstream_header = common_timeout(w->base, t->upstream_header_ms);
-    tv->body_idle = common_timeout(w->base, t->body_idle_ms);
-    tv->linger = common_timeout(w->base, WORKER_LINGER_MS);
-    tv->upstream_idle = common_timeout(w->base, UPSTREAM_IDLE_TIMEOUT_MS);
-    if (tv->client_header == NULL || tv->client_idle == NULL || tv->connect == NULL ||
-        tv->upstream_header == NULL || tv->body_idle == NULL || tv->linger == NULL ||
-        tv->upstream_idle == NULL)
+    tv->client_header = timeout_of(w->base, t->client_header_ms, &plain[0]);
+    tv->client_idle = timeout_of(w->base, t->client_idle_ms, &plain[1]);
+    tv->connect = timeout_of(w->base, t->connect_ms, &plain[2]);
+    tv->upstream_header = timeout_of(w->base, t->upstream_header_ms, &plain[3]);
+    tv->body_idle = timeout_of(w->base, t->body_idle_ms, &plain[4]);
+    tv->linger = timeout_of(w->base, WORKER_LINGER_MS, &plain[5]);
+    tv->upstream_idle = timeout_of(w->base, UPSTREAM_IDLE_TIMEOUT_MS, &plain[6]);
+}
+
+/* Parser scratch for limits.max_headers entries. It only grows: a session
+ * uses it within one callback, and this runs between callbacks. */
+static int worker_hdrs_fit(struct worker *w)
+{
+    uint32_t want = w->cfg->limits.max_headers;
+    struct http1_header *h;
+
+    if (want <= w->nhdrs)
+        return 0;
+    h = realloc(w->hdrs, want * sizeof(*h));
+    if (h == NULL)
         return -1;
+    w->hdrs = h;
+    w->nhdrs = want;
     return 0;
 }
 
-static int worker_init(struct worker *w, unsigned id, struct proxy_shared *shared)
+/* Builds this worker's pools for snap into pools[]. Returns 0, or -1 with
+ * nothing built. */
+static int pools_new(struct worker *w, struct snapshot *snap,
+                     struct upstream_pool *pools[CONF_COLOURS])
 {
-    const struct config *cfg = shared->cfg;
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        pools[c] =
+            upstream_pool_new(w->base, snap, (enum conf_colour)c, w->id, w->tv.upstream_idle);
+        if (pools[c] == NULL) {
+            while (c-- > 0)
+                upstream_pool_retire(pools[c], NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs the reload's snapshot from the next request on. Exchanges under way
+ * finish on the pools they started with; idle upstream connections move to
+ * the same servers of the new pools. */
+static void worker_switch(struct worker *w, struct snapshot *snap)
+{
+    struct upstream_pool *pools[CONF_COLOURS];
+    const struct config *old_cfg = w->cfg;
+
+    w->cfg = snap->cfg;
+    if (worker_hdrs_fit(w) < 0 || pools_new(w, snap, pools) < 0) {
+        w->cfg = old_cfg;
+        log_error("worker %u: out of memory: reload not applied; the old config stays", w->id);
+        snapshot_unref(snap);
+        return;
+    }
+    worker_timeouts_init(w);
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        upstream_pool_retire(w->pools[c], pools[c]);
+        w->pools[c] = pools[c];
+    }
+    snapshot_unref(w->snap);
+    w->snap = snap;
+}
+
+static int worker_init(struct worker *w, unsigned id, struct proxy_shared *shared,
+                       struct snapshot *snap)
+{
+    const struct config *cfg = snap->cfg;
     struct event_config *ec = event_config_new();
 
     w->id = id;
     w->shared = shared;
+    w->snap = snapshot_ref(snap);
     w->cfg = cfg;
+    atomic_init(&w->next, NULL);
     w->notify_pipe[0] = w->notify_pipe[1] = -1;
     TAILQ_INIT(&w->sessions);
     TAILQ_INIT(&w->reap);
@@ -229,17 +303,9 @@ static int worker_init(struct worker *w, unsigned id, struct proxy_shared *share
         return -1;
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)id << 32) ^ (uint64_t)time(NULL);
-    w->in_high =
-        cfg->limits.max_header_bytes + 1 > 65536 ? cfg->limits.max_header_bytes + 1 : 65536;
-    w->hdrs = calloc(cfg->limits.max_headers, sizeof(*w->hdrs));
-    if (w->hdrs == NULL || worker_timeouts_init(w) < 0)
+    worker_timeouts_init(w);
+    if (worker_hdrs_fit(w) < 0 || pools_new(w, snap, w->pools) < 0)
         return -1;
-    for (int c = 0; c < CONF_COLOURS; c++) {
-        w->pools[c] =
-            upstream_pool_new(w->base, &cfg->pools[c], (enum conf_colour)c, w->tv.upstream_idle);
-        if (w->pools[c] == NULL)
-            return -1;
-    }
     if (pipe2(w->notify_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return -1;
     w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST, notify_cb, w);
@@ -266,7 +332,9 @@ static void worker_free(struct worker *w)
     }
     accesslog_free(w->alog);
     for (int c = 0; c < CONF_COLOURS; c++)
-        upstream_pool_free(w->pools[c]);
+        upstream_pool_retire(w->pools[c], NULL);
+    snapshot_unref(atomic_exchange(&w->next, NULL));
+    snapshot_unref(w->snap);
     if (w->notify_ev != NULL)
         event_free(w->notify_ev);
     if (w->reap_ev != NULL)
@@ -280,13 +348,14 @@ static void worker_free(struct worker *w)
         event_base_free(w->base);
 }
 
-struct proxy *proxy_new(const struct config *cfg, struct route_split *split)
+struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
 {
+    const struct config *cfg = snap->cfg;
     struct proxy *p = calloc(1, sizeof(*p));
 
     if (p == NULL)
         return NULL;
-    p->shared.cfg = cfg;
+    p->snap = snapshot_ref(snap);
     p->shared.split = split;
     p->shared.access_log_fd = -1;
     if (cfg->access_log_path != NULL) {
@@ -307,7 +376,7 @@ struct proxy *proxy_new(const struct config *cfg, struct route_split *split)
         goto fail;
     p->nworkers = cfg->workers;
     for (unsigned i = 0; i < p->nworkers; i++) {
-        if (worker_init(&p->workers[i], i, &p->shared) < 0) {
+        if (worker_init(&p->workers[i], i, &p->shared, snap) < 0) {
             if (errno == ENOMEM)
                 log_error("worker %u: out of memory", i);
             goto fail;
@@ -358,6 +427,40 @@ static void proxy_tell(struct proxy *p, char cmd)
     }
 }
 
+void proxy_reload(struct proxy *p, struct snapshot *snap)
+{
+    snapshot_unref(p->snap);
+    p->snap = snapshot_ref(snap);
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        /* A worker that has not switched to the previous reload yet skips it. */
+        snapshot_unref(atomic_exchange(&p->workers[i].next, snapshot_ref(snap)));
+    }
+    proxy_tell(p, WORKER_CMD_RELOAD);
+}
+
+int proxy_reopen_access_log(struct proxy *p)
+{
+    const char *path = p->snap->cfg->access_log_path;
+    int fd;
+
+    if (p->shared.access_log_fd < 0 || path == NULL)
+        return 0;
+    fd = accesslog_open_file(path);
+    if (fd < 0) {
+        log_error("access_log.path %s: %s: still writing to the old file", path, strerror(errno));
+        return -1;
+    }
+    /* Workers write to the shared descriptor number: dup2 swaps the file
+     * under it atomically (dup3, to keep close-on-exec), with no line lost. */
+    if (dup3(fd, p->shared.access_log_fd, O_CLOEXEC) < 0) {
+        log_error("access_log.path %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 void proxy_drain(struct proxy *p)
 {
     proxy_tell(p, WORKER_CMD_DRAIN);
@@ -390,5 +493,6 @@ void proxy_free(struct proxy *p)
     free(p->workers);
     if (p->shared.access_log_fd >= 0)
         close(p->shared.access_log_fd);
+    snapshot_unref(p->snap);
     free(p);
 }

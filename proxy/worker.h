@@ -13,14 +13,27 @@
 #include "proxy/route.h"
 
 struct proxy;
+struct snapshot;
 
-/* Binds every listen address once per worker and prepares the workers.
- * cfg and split are borrowed and must outlive the proxy. Returns a new proxy,
- * or NULL after logging why (address in use, no memory, ...). */
-struct proxy *proxy_new(const struct config *cfg, struct route_split *split);
+/* Binds every listen address of snap's config once per worker and prepares
+ * the workers, each holding a reference to snap. split is borrowed and must
+ * outlive the proxy. Returns a new proxy, or NULL after logging why (address
+ * in use, no memory, ...). */
+struct proxy *proxy_new(struct snapshot *snap, struct route_split *split);
 
 /* Starts the worker threads. Returns 0 or -1. */
 int proxy_start(struct proxy *p) __attribute__((warn_unused_result));
+
+/* Hands snap (referenced) to every worker, which switches to it at its next
+ * loop turn: new pools, weights, timeouts, limits and routing options apply
+ * from the next request; exchanges under way finish as they started. The
+ * listeners, the worker count and the access log path stay: the caller
+ * refuses a config that changes them. */
+void proxy_reload(struct proxy *p, struct snapshot *snap);
+
+/* Reopens access_log.path (after log rotation). Returns 0, or -1 with the
+ * reason logged and the old file still in use. */
+int proxy_reopen_access_log(struct proxy *p);
 
 /* Stops accepting; every worker finishes its exchanges and exits. */
 void proxy_drain(struct proxy *p);

@@ -1,0 +1,127 @@
+/* snapshot.c - refcounted configs and the server states they share. */
+#include "proxy/snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *server_admin_name(enum server_admin a)
+{
+    switch (a) {
+    case SERVER_ENABLED:
+        return "enabled";
+    case SERVER_DRAINING:
+        return "draining";
+    case SERVER_DISABLED:
+        return "disabled";
+    }
+    return "unknown";
+}
+
+static struct server_state *server_state_new(unsigned nworkers)
+{
+    struct server_state *st;
+    size_t size = sizeof(*st) + nworkers * sizeof(st->busy[0]);
+
+    /* The per-worker counters must really sit on their own cache lines. */
+    if (posix_memalign((void **)&st, _Alignof(struct server_state), size) != 0)
+        return NULL;
+    memset(st, 0, size);
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->admin, SERVER_ENABLED);
+    st->nworkers = nworkers;
+    return st;
+}
+
+static void server_state_unref(struct server_state *st)
+{
+    if (st != NULL && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+        free(st);
+}
+
+uint32_t server_state_busy(const struct server_state *st)
+{
+    uint32_t n = 0;
+
+    for (unsigned i = 0; i < st->nworkers; i++)
+        n += atomic_load_explicit(&st->busy[i].n, memory_order_relaxed);
+    return n;
+}
+
+/* The state of name in either pool of prev: names are unique across pools,
+ * and a server moved from one pool to the other keeps what the operator set. */
+static struct server_state *find_any(const struct snapshot *prev, const char *name)
+{
+    for (int c = 0; prev != NULL && c < CONF_COLOURS; c++) {
+        struct server_state *st = snapshot_server(prev, (enum conf_colour)c, name);
+        if (st != NULL)
+            return st;
+    }
+    return NULL;
+}
+
+/* Drops the snapshot's references to the states of cfg's servers. */
+static void servers_release(struct snapshot *snap, const struct config *cfg)
+{
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        for (size_t i = 0; snap->servers[c] != NULL && i < cfg->pools[c].nservers; i++)
+            server_state_unref(snap->servers[c][i]); /* NULL past a failure */
+        free(snap->servers[c]);
+    }
+}
+
+struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struct snapshot *prev)
+{
+    struct snapshot *snap = calloc(1, sizeof(*snap));
+
+    if (snap == NULL)
+        return NULL;
+    atomic_init(&snap->refs, 1);
+    snap->nworkers = nworkers;
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        const struct conf_pool *pool = &cfg->pools[c];
+        snap->servers[c] = calloc(pool->nservers, sizeof(*snap->servers[c]));
+        if (snap->servers[c] == NULL)
+            goto fail;
+        for (size_t i = 0; i < pool->nservers; i++) {
+            struct server_state *st = find_any(prev, pool->servers[i].name);
+            if (st != NULL)
+                atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+            else if ((st = server_state_new(nworkers)) == NULL)
+                goto fail;
+            snap->servers[c][i] = st;
+        }
+    }
+    snap->cfg = cfg;
+    return snap;
+fail:
+    servers_release(snap, cfg);
+    free(snap);
+    return NULL;
+}
+
+struct snapshot *snapshot_ref(struct snapshot *snap)
+{
+    atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+    return snap;
+}
+
+void snapshot_unref(struct snapshot *snap)
+{
+    if (snap == NULL || atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    servers_release(snap, snap->cfg);
+    config_free(snap->cfg);
+    free(snap);
+}
+
+struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colour colour,
+                                     const char *name)
+{
+    const struct conf_pool *pool = &snap->cfg->pools[colour];
+
+    for (size_t i = 0; i < pool->nservers; i++) {
+        if (strcmp(pool->servers[i].name, name) == 0)
+            return snap->servers[colour][i];
+    }
+    return NULL;
+}

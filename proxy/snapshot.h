@@ -1,0 +1,85 @@
+/* snapshot.h - a config as the workers run it, and the shared state of its
+ * servers.
+ *
+ * A reload builds a new snapshot and hands it to every worker; each worker
+ * switches at its next loop turn while exchanges already under way finish on
+ * the old one. Snapshots are therefore refcounted: the control thread holds
+ * the current one, each worker holds the one it runs, and a worker's retired
+ * pool holds its own until its last connection is gone. The last unref frees
+ * the config, from whichever thread drops it.
+ *
+ * A server's state (operator admin state, in-flight exchanges) belongs to its
+ * name, not to a snapshot: a new snapshot shares the state object of every
+ * server whose name it keeps, so a drained server stays drained across a
+ * reload and its in-flight count stays whole.
+ */
+#ifndef SY_PROXY_SNAPSHOT_H
+#define SY_PROXY_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+
+/* What an operator allows a server to get. Anything but enabled: no new
+ * exchanges; those under way finish. */
+enum server_admin {
+    SERVER_ENABLED,
+    SERVER_DRAINING, /* being emptied: its in-flight count says when it is done */
+    SERVER_DISABLED, /* out of rotation until enabled */
+};
+
+const char *server_admin_name(enum server_admin a);
+
+/* One counter per worker, each on its own cache line and written only by its
+ * worker: counting costs no shared read-modify-write on the request path. */
+struct server_busy {
+    _Alignas(64) _Atomic uint32_t n;
+};
+
+struct server_state {
+    _Atomic unsigned refs;
+    _Atomic int admin; /* enum server_admin; written by the control thread */
+    unsigned nworkers;
+    struct server_busy busy[]; /* [nworkers] */
+};
+
+struct snapshot {
+    _Atomic unsigned refs;
+    struct config *cfg;                           /* owned */
+    struct server_state **servers[CONF_COLOURS]; /* parallel to cfg->pools[c].servers */
+    unsigned nworkers;
+};
+
+/* Returns a new snapshot (one reference) of cfg for nworkers workers, or NULL
+ * when out of memory. cfg is stolen on success only. Servers whose name prev
+ * (may be NULL) knows share its state objects. */
+struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struct snapshot *prev);
+
+struct snapshot *snapshot_ref(struct snapshot *snap);
+/* Drops a reference; the last one frees. NULL is fine. */
+void snapshot_unref(struct snapshot *snap);
+
+/* The state of the server called name in pool colour, or NULL. */
+struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colour colour,
+                                     const char *name);
+
+static inline enum server_admin server_state_admin(const struct server_state *st)
+{
+    return (enum server_admin)atomic_load_explicit(&st->admin, memory_order_relaxed);
+}
+
+/* Called by the worker that owns counter `worker` only. */
+static inline void server_state_busy_add(struct server_state *st, unsigned worker, int delta)
+{
+    _Atomic uint32_t *n = &st->busy[worker].n;
+
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + (uint32_t)delta,
+                          memory_order_relaxed);
+}
+
+/* Exchanges in flight on the server, all workers (a moment's view). */
+uint32_t server_state_busy(const struct server_state *st);
+
+#endif
