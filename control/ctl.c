@@ -191,6 +191,10 @@ static int render_ok(const struct ctl_options *o, const json_t *reply)
         rc = ctl_render_status(stdout, reply);
     else if (strcmp(o->cmd, "events") == 0)
         rc = ctl_render_events(stdout, reply);
+    else if (strncmp(o->cmd, "server.", 7) == 0)
+        rc = ctl_render_server(stdout, o->cmd, reply);
+    else if (strcmp(o->cmd, "reload") == 0)
+        rc = ctl_render_reload(stdout, reply);
     else if (json_object_get(reply, "state") == NULL)
         rc = printf("%s: done\n", o->cmd) < 0 ? -1 : 0;
     else

@@ -71,7 +71,7 @@ static void print_state(FILE *out, const struct view *v)
 
 /* Column widths of the server table; start at the headers' widths. */
 struct widths {
-    int pool, name, addr, weight;
+    int pool, name, addr, weight, role, state;
 };
 
 static int num_width(json_int_t n)
@@ -85,6 +85,18 @@ static void widen(int *w, int len)
 {
     if (len > *w)
         *w = len;
+}
+
+/* What an operator needs to know of a server's admin state: a draining
+ * server with nothing in flight is "drained", safe to stop. Servers of an
+ * older switchyard have no admin field: enabled. */
+static const char *server_state_text(const json_t *s)
+{
+    const char *admin = str_or(s, "admin", "enabled");
+
+    if (strcmp(admin, "draining") == 0 && json_integer_value(json_object_get(s, "in_flight")) == 0)
+        return "drained";
+    return admin;
 }
 
 /* Walks every server of every pool: with out == NULL it measures into *w,
@@ -109,7 +121,9 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
         {
             const char *name = str_or(s, "name", NULL);
             const char *addr = str_or(s, "addr", "-");
+            const char *st = server_state_text(s);
             json_int_t weight = json_integer_value(json_object_get(s, "weight"));
+            json_int_t busy = json_integer_value(json_object_get(s, "in_flight"));
 
             if (name == NULL)
                 return -1;
@@ -119,10 +133,13 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
                 widen(&w->name, (int)strlen(name));
                 widen(&w->addr, (int)strlen(addr));
                 widen(&w->weight, num_width(weight));
+                widen(&w->role, (int)strlen(role));
+                widen(&w->state, (int)strlen(st));
                 continue;
             }
-            fprintf(out, "%-*s  %-*s  %-*s  %*lld  %s\n", w->pool, pool, w->name, name, w->addr,
-                    addr, w->weight, (long long)weight, role);
+            fprintf(out, "%-*s  %-*s  %-*s  %*lld  %-*s  %-*s  %lld\n", w->pool, pool, w->name,
+                    name, w->addr, addr, w->weight, (long long)weight, w->role, role, w->state, st,
+                    (long long)busy);
         }
     }
     return count;
@@ -131,7 +148,7 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
 int ctl_render_status(FILE *out, const json_t *reply)
 {
     const json_t *pools = json_object_get(reply, "pools");
-    struct widths w = {4, 6, 4, 6}; /* POOL, SERVER, ADDR, WEIGHT */
+    struct widths w = {4, 6, 4, 6, 4, 5}; /* POOL, SERVER, ADDR, WEIGHT, ROLE, STATE */
     struct view v;
 
     if (view_get(json_object_get(reply, "state"), &v) < 0)
@@ -143,8 +160,8 @@ int ctl_render_status(FILE *out, const json_t *reply)
     print_state(out, &v);
     if (pools == NULL || json_object_size(pools) == 0)
         return 0;
-    fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %s\n", w.pool, "POOL", w.name, "SERVER", w.addr, "ADDR",
-            w.weight, "WEIGHT", "ROLE");
+    fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %s\n", w.pool, "POOL", w.name, "SERVER",
+            w.addr, "ADDR", w.weight, "WEIGHT", w.role, "ROLE", w.state, "STATE", "IN FLIGHT");
     return walk_servers(out, pools, &w) < 0 ? -1 : 0;
 }
 
@@ -221,6 +238,19 @@ int ctl_render_events(FILE *out, const json_t *reply)
     return 0;
 }
 
+/* Prints each string of an array (NULL: none) as "  STRING" lines. */
+static void print_list(FILE *out, const json_t *list)
+{
+    size_t i;
+    json_t *item;
+
+    json_array_foreach(list, i, item)
+    {
+        if (json_is_string(item))
+            fprintf(out, "  %s\n", json_string_value(item));
+    }
+}
+
 int ctl_render_refusal(FILE *out, const json_t *reply)
 {
     const json_t *error = json_object_get(reply, "error");
@@ -233,5 +263,31 @@ int ctl_render_refusal(FILE *out, const json_t *reply)
         fprintf(out, "switchyardctl: refused: %s: %s\n", code, message);
     else
         fprintf(out, "switchyardctl: refused: %s\n", code);
+    print_list(out, json_object_get(error, "details"));
+    return 0;
+}
+
+int ctl_render_server(FILE *out, const char *cmd, const json_t *reply)
+{
+    const json_t *srv = json_object_get(reply, "server");
+    const char *pool = str_or(srv, "pool", NULL);
+    const char *name = str_or(srv, "name", NULL);
+    const json_t *busy = json_object_get(srv, "in_flight");
+
+    if (pool == NULL || name == NULL || !json_is_integer(busy))
+        return -1;
+    fprintf(out, "%s: %s/%s %s, %lld in flight\n", cmd, pool, name, server_state_text(srv),
+            (long long)json_integer_value(busy));
+    return 0;
+}
+
+int ctl_render_reload(FILE *out, const json_t *reply)
+{
+    const json_t *n = json_object_get(reply, "reloads");
+
+    if (!json_is_integer(n))
+        return -1;
+    fprintf(out, "reload: applied (reload %lld since start)\n", (long long)json_integer_value(n));
+    print_list(out, json_object_get(reply, "notes"));
     return 0;
 }

@@ -31,8 +31,19 @@ int ctl_render_event(FILE *out, const json_t *event) __attribute__((warn_unused_
  * line each. Returns 0, or -1 when "events" is not an array of events. */
 int ctl_render_events(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
-/* Prints "switchyardctl: refused: CODE: MESSAGE" for an ok:false reply.
- * Returns 0, or -1 when the error object is missing or ill-typed. */
+/* Prints the result of a server.* command ({"ok":true,"server":{...}}), e.g.
+ * "server.drain: blue/blue-1 draining, 2 in flight". Returns 0 or -1. */
+int ctl_render_server(FILE *out, const char *cmd, const json_t *reply)
+    __attribute__((warn_unused_result));
+
+/* Prints the result of a reload ({"ok":true,"reloads":N,"notes":[...]}):
+ * "reload: applied (reload N)", then each note. Returns 0 or -1. */
+int ctl_render_reload(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
+/* Prints "switchyardctl: refused: CODE: MESSAGE" for an ok:false reply, then
+ * each string of the error's "details" (a refused reload lists every
+ * problem there) on its own indented line. Returns 0, or -1 when the error
+ * object is missing or ill-typed. */
 int ctl_render_refusal(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
 #endif

@@ -123,7 +123,8 @@ void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *succ
         struct upstream_server *heir = same_server(successor, srv);
         struct upstream_conn *c;
         while ((c = TAILQ_FIRST(&srv->idle)) != NULL) {
-            if (heir == NULL || heir->nidle >= UPSTREAM_IDLE_MAX) {
+            if (heir == NULL || heir->nidle >= UPSTREAM_IDLE_MAX ||
+                server_state_admin(heir->state) != SERVER_ENABLED) {
                 upstream_conn_free(c);
                 continue;
             }

@@ -221,12 +221,16 @@ static const char sample_state[] =
     "\"phase\":\"progressing\",\"step\":2,\"generation\":42,\"updated_by\":\"uid:1000\","
     "\"reason\":\"canary 2\",\"updated_at\":\"2026-11-23T18:20:00.123Z\"}";
 
-static const char sample_pools[] =
-    "{\"blue\":{\"role\":\"stable\",\"servers\":["
-    "{\"name\":\"blue-1\",\"addr\":\"127.0.0.1:9001\",\"weight\":1},"
-    "{\"name\":\"blue-2\",\"addr\":\"127.0.0.1:9011\",\"weight\":10}]},"
-    "\"green\":{\"role\":\"candidate\",\"servers\":["
-    "{\"name\":\"green-1\",\"addr\":\"[::1]:9002\",\"weight\":1}]}}";
+static const char sample_pools[] = "{\"blue\":{\"role\":\"stable\",\"servers\":["
+                                   "{\"name\":\"blue-1\",\"addr\":\"127.0.0.1:9001\",\"weight\":1,"
+                                   "\"admin\":\"enabled\",\"in_flight\":3},"
+                                   "{\"name\":\"blue-2\",\"addr\":\"127.0.0.1:9011\",\"weight\":10,"
+                                   "\"admin\":\"draining\",\"in_flight\":2},"
+                                   "{\"name\":\"blue-3\",\"addr\":\"127.0.0.1:9021\",\"weight\":1,"
+                                   "\"admin\":\"draining\",\"in_flight\":0}]},"
+                                   "\"green\":{\"role\":\"candidate\",\"servers\":["
+                                   "{\"name\":\"green-1\",\"addr\":\"[::1]:9002\",\"weight\":1,"
+                                   "\"admin\":\"disabled\",\"in_flight\":0}]}}";
 
 static json_t *load(const char *text)
 {
@@ -268,10 +272,16 @@ static void test_render_status(void **state)
     assert_non_null(strstr(text, "updated by  uid:1000\n"));
     assert_non_null(strstr(text, "updated at  2026-11-23T18:20:00.123Z\n"));
     assert_non_null(strstr(text, "reason      canary 2\n"));
-    assert_non_null(strstr(text, "\nPOOL   SERVER   ADDR            WEIGHT  ROLE\n"));
-    assert_non_null(strstr(text, "\nblue   blue-1   127.0.0.1:9001       1  stable\n"));
-    assert_non_null(strstr(text, "\nblue   blue-2   127.0.0.1:9011      10  stable\n"));
-    assert_non_null(strstr(text, "\ngreen  green-1  [::1]:9002           1  candidate\n"));
+    assert_non_null(strstr(text, "\nPOOL   SERVER   ADDR            WEIGHT  ROLE       STATE     "
+                                 "IN FLIGHT\n"));
+    assert_non_null(
+        strstr(text, "\nblue   blue-1   127.0.0.1:9001       1  stable     enabled   3\n"));
+    assert_non_null(
+        strstr(text, "\nblue   blue-2   127.0.0.1:9011      10  stable     draining  2\n"));
+    assert_non_null(
+        strstr(text, "\nblue   blue-3   127.0.0.1:9021       1  stable     drained   0\n"));
+    assert_non_null(
+        strstr(text, "\ngreen  green-1  [::1]:9002           1  candidate  disabled  0\n"));
     free(text);
     json_decref(reply);
 }
@@ -375,6 +385,73 @@ static void test_render_refusal(void **state)
     json_decref(reply);
     reply = load("{\"ok\":false}");
     RENDER(text, rc, ctl_render_refusal(out, reply));
+    assert_int_equal(rc, -1);
+    free(text);
+    json_decref(reply);
+}
+
+/* A refused reload lists every problem under the message. */
+static void test_render_refusal_details(void **state)
+{
+    json_t *reply = load("{\"ok\":false,\"error\":{\"code\":\"bad_config\",\"message\":\"2 "
+                         "problems\",\"details\":[\"a.json:3:5: pools: bad\",\"a.json: listen: "
+                         "changed\"]}}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_refusal(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "switchyardctl: refused: bad_config: 2 problems\n"
+                              "  a.json:3:5: pools: bad\n"
+                              "  a.json: listen: changed\n");
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_server(void **state)
+{
+    static const char *const replies[][2] = {
+        {"{\"pool\":\"blue\",\"name\":\"b1\",\"admin\":\"draining\",\"in_flight\":2}",
+         "server.drain: blue/b1 draining, 2 in flight\n"},
+        {"{\"pool\":\"blue\",\"name\":\"b1\",\"admin\":\"draining\",\"in_flight\":0}",
+         "server.drain: blue/b1 drained, 0 in flight\n"},
+        {"{\"pool\":\"green\",\"name\":\"g\",\"admin\":\"enabled\",\"in_flight\":7}",
+         "server.drain: green/g enabled, 7 in flight\n"},
+    };
+    char buf[512];
+    char *text;
+    json_t *reply;
+    int rc;
+
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"ok\":true,\"server\":%s}", replies[i][0]);
+        reply = load(buf);
+        RENDER(text, rc, ctl_render_server(out, "server.drain", reply));
+        assert_int_equal(rc, 0);
+        assert_string_equal(text, replies[i][1]);
+        free(text);
+        json_decref(reply);
+    }
+    reply = load("{\"ok\":true,\"server\":{\"pool\":\"blue\",\"name\":\"b1\"}}");
+    RENDER(text, rc, ctl_render_server(out, "server.drain", reply));
+    assert_int_equal(rc, -1);
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_reload(void **state)
+{
+    json_t *reply = load("{\"ok\":true,\"reloads\":3,\"notes\":[\"a.json: routing: kept\"]}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_reload(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "reload: applied (reload 3 since start)\n  a.json: routing: kept\n");
+    free(text);
+    json_decref(reply);
+    reply = load("{\"ok\":true}");
+    RENDER(text, rc, ctl_render_reload(out, reply));
     assert_int_equal(rc, -1);
     free(text);
     json_decref(reply);
@@ -666,6 +743,9 @@ int main(void)
         cmocka_unit_test(test_render_change),
         cmocka_unit_test(test_render_events),
         cmocka_unit_test(test_render_refusal),
+        cmocka_unit_test(test_render_refusal_details),
+        cmocka_unit_test(test_render_server),
+        cmocka_unit_test(test_render_reload),
         cmocka_unit_test_setup_teardown(test_e2e_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_refused, setup, teardown),
