@@ -156,37 +156,73 @@ static void parse_socket_mode(struct cfgwalk *w, const json_t *obj, struct conf_
     a->socket_mode = (unsigned)mode;
 }
 
+/* Reads arr[i] (path names arr) as a uid or gid into *id. Returns false,
+ * with the problem recorded, when it is not one. */
+static bool parse_id(struct cfgwalk *w, const json_t *arr, const char *path, size_t i, uint32_t *id)
+{
+    /* (uid_t)-1 and (gid_t)-1 mean "none" to the kernel: never a peer's. */
+    static const struct cfgwalk_field field = {"", CFGWALK_U32, 0, 0, 4294967294.0, false};
+    char p[CFGWALK_PATH_MAX];
+
+    cfgwalk_path_index(p, sizeof(p), path, i);
+    return cfgwalk_value(w, json_array_get(arr, i), p, &field, id) == 0;
+}
+
+/* An array of uids or gids into a new array (*n entries; NULL when empty).
+ * Returns -1 when an entry is bad (reported) or memory ran out. */
+static int parse_id_list(struct cfgwalk *w, const json_t *arr, const char *path, uint32_t **out,
+                         size_t *n)
+{
+    bool ok = true;
+
+    *out = NULL;
+    *n = json_array_size(arr);
+    if (*n == 0)
+        return 0;
+    uint32_t *ids = calloc(*n, sizeof(*ids));
+    if (!ids) {
+        w->oom = true;
+        return -1;
+    }
+    for (size_t i = 0; i < *n; i++)
+        ok &= parse_id(w, arr, path, i, &ids[i]);
+    if (!ok) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    return 0;
+}
+
 static void parse_allow_uids(struct cfgwalk *w, const json_t *arr, const char *path,
                              struct conf_admin *a)
 {
-    /* (uid_t)-1 means "no uid" to the kernel, so it cannot be allowed. */
-    static const struct cfgwalk_field uid = {"", CFGWALK_U32, 0, 0, 4294967294.0, false};
-    size_t n = json_array_size(arr);
-    char p[CFGWALK_PATH_MAX];
-    bool ok = true;
+    uint32_t *ids;
+    size_t n;
 
-    if (!n) {
+    if (json_array_size(arr) == 0) {
         cfgwalk_error(w, path, false, "must list at least one uid");
         return;
     }
-    uid_t *uids = calloc(n, sizeof(*uids));
-    if (!uids) {
-        w->oom = true;
+    if (parse_id_list(w, arr, path, &ids, &n) < 0)
         return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = 0;
-        cfgwalk_path_index(p, sizeof(p), path, i);
-        ok &= cfgwalk_value(w, json_array_get(arr, i), p, &uid, &v) == 0;
-        uids[i] = (uid_t)v;
-    }
-    if (!ok) {
-        free(uids);
-        return;
-    }
     free(a->allow_uids);
-    a->allow_uids = uids;
+    a->allow_uids = ids;
     a->nallow_uids = n;
+}
+
+/* Unlike allow_uids, an empty list is fine: it is the default. */
+static void parse_allow_gids(struct cfgwalk *w, const json_t *arr, const char *path,
+                             struct conf_admin *a)
+{
+    uint32_t *ids;
+    size_t n;
+
+    if (parse_id_list(w, arr, path, &ids, &n) < 0)
+        return;
+    free(a->allow_gids);
+    a->allow_gids = ids;
+    a->nallow_gids = n;
 }
 
 void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
@@ -195,6 +231,7 @@ void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
         {"socket", CFGWALK_FILE, offsetof(struct conf_admin, socket), 0, 0, false},
         {"socket_mode", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"allow_uids", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"allow_gids", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"http", CFGWALK_ADDR, offsetof(struct conf_admin, http), 0, 0, false},
     };
     char p[CFGWALK_PATH_MAX];
@@ -214,6 +251,10 @@ void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
         cfgwalk_member(w, obj, "admin", "allow_uids", CFGWALK_ARRAY, false, p, sizeof(p));
     if (uids)
         parse_allow_uids(w, uids, p, a);
+    json_t *gids =
+        cfgwalk_member(w, obj, "admin", "allow_gids", CFGWALK_ARRAY, false, p, sizeof(p));
+    if (gids)
+        parse_allow_gids(w, gids, p, a);
 }
 
 bool cfgproxy_server_name_ok(const char *name)
@@ -444,6 +485,7 @@ void cfgproxy_free(struct config *cfg)
     free(cfg->listen);
     free(cfg->admin.socket);
     free(cfg->admin.allow_uids);
+    free(cfg->admin.allow_gids);
     for (int c = 0; c < CONF_COLOURS; c++) {
         for (size_t i = 0; i < cfg->pools[c].nservers; i++)
             free(cfg->pools[c].servers[i].name);

@@ -130,7 +130,7 @@ static void set_defaults(struct cfgwalk *w, struct config *cfg)
     cfg->limits.max_headers = 100;
     cfg->routing.stable = CONF_BLUE;
     cfg->admin.socket_mode = 0660;
-    cfg->admin.allow_uids = malloc(sizeof(uid_t));
+    cfg->admin.allow_uids = malloc(sizeof(*cfg->admin.allow_uids));
     if (!cfg->admin.allow_uids) {
         w->oom = true;
         return;
@@ -150,18 +150,46 @@ static unsigned resolve_workers(unsigned workers)
     return n > 256 ? 256 : (unsigned)n;
 }
 
-/* A file-valued key of a small section: "state": {"file": ...}. */
-static void parse_file_section(struct cfgwalk *w, const json_t *root, const char *key,
-                               const char *field, const char *dflt, char **out)
+/* One file-valued key of a small section, stored as a char * in struct config. */
+struct file_key {
+    const char *key;
+    size_t off;       /* offsetof(struct config, ...) */
+    const char *dflt; /* when the section is present without the key; NULL: stays absent */
+};
+#define FILE_KEYS_MAX 2
+
+/* A small section of n (<= FILE_KEYS_MAX) file paths, e.g. "state": {"file": ...,
+ * "audit_log": ...}. Absent section: every path stays NULL. */
+static void parse_file_section(struct cfgwalk *w, const json_t *root, const char *section,
+                               const struct file_key *keys, size_t n, struct config *cfg)
 {
-    const struct cfgwalk_field fields[] = {{field, CFGWALK_FILE, 0, 0, 0, false}};
+    struct cfgwalk_field fields[FILE_KEYS_MAX];
     char p[CFGWALK_PATH_MAX];
-    json_t *obj = cfgwalk_member(w, root, "", key, CFGWALK_OBJECT, false, p, sizeof(p));
+    json_t *obj = cfgwalk_member(w, root, "", section, CFGWALK_OBJECT, false, p, sizeof(p));
 
     if (!obj)
         return;
-    *out = cfgwalk_resolve(w, dflt);
-    (void)cfgwalk_object(w, obj, key, fields, 1, out);
+    for (size_t i = 0; i < n; i++) {
+        fields[i] = (struct cfgwalk_field){keys[i].key, CFGWALK_FILE, keys[i].off, 0, 0, false};
+        if (keys[i].dflt)
+            *(char **)((char *)cfg + keys[i].off) = cfgwalk_resolve(w, keys[i].dflt);
+    }
+    (void)cfgwalk_object(w, obj, section, fields, n, cfg);
+}
+
+static void parse_files(struct cfgwalk *w, const json_t *root, struct config *cfg)
+{
+    static const struct file_key state[] = {
+        {"file", offsetof(struct config, state_file), "switchyard.state.json"},
+        {"audit_log", offsetof(struct config, audit_log_path), NULL},
+    };
+    static const struct file_key access_log[] = {
+        {"path", offsetof(struct config, access_log_path), "access.log"},
+    };
+
+    _Static_assert(sizeof(state) / sizeof(state[0]) <= FILE_KEYS_MAX, "raise FILE_KEYS_MAX");
+    parse_file_section(w, root, "state", state, sizeof(state) / sizeof(state[0]), cfg);
+    parse_file_section(w, root, "access_log", access_log, 1, cfg);
 }
 
 static void parse_timeouts_limits(struct cfgwalk *w, const json_t *root, struct config *cfg)
@@ -225,8 +253,7 @@ static void parse_root(struct cfgwalk *w, const json_t *root, struct config *cfg
     cfgpolicy_detector(w, root, &cfg->detector);
     cfgpolicy_rollout(w, root, &cfg->rollout);
     cfgpolicy_redis(w, root, &cfg->redis);
-    parse_file_section(w, root, "state", "file", "switchyard.state.json", &cfg->state_file);
-    parse_file_section(w, root, "access_log", "path", "access.log", &cfg->access_log_path);
+    parse_files(w, root, cfg);
 }
 
 /* Checks the parsed document; returns the number of problems recorded. */
@@ -378,6 +405,7 @@ void config_free(struct config *cfg)
     cfgproxy_free(cfg);
     cfgpolicy_free(cfg);
     free(cfg->state_file);
+    free(cfg->audit_log_path);
     free(cfg->access_log_path);
     free(cfg->path);
     free(cfg->dir);

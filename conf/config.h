@@ -55,8 +55,10 @@ struct conf_listen {
 struct conf_admin {
     char *socket;         /* absolute path, NULL when absent */
     unsigned socket_mode; /* default 0660 */
-    uid_t *allow_uids;    /* default: the uid that runs switchyard */
+    uint32_t *allow_uids; /* uids; default: the uid that runs switchyard */
     size_t nallow_uids;
+    uint32_t *allow_gids; /* peers with one of these (primary) gids too; default none */
+    size_t nallow_gids;
     bool has_http;
     struct conf_addr http;
 };
@@ -155,7 +157,8 @@ struct config {
     struct conf_health health;
     struct conf_detector detector;
     struct conf_rollout rollout;
-    char *state_file; /* absolute path, NULL when absent */
+    char *state_file;     /* absolute path, NULL when absent */
+    char *audit_log_path; /* state.audit_log: absolute path, NULL when absent */
     struct conf_redis redis;
     char *access_log_path; /* absolute path, NULL when absent */
 };

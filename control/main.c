@@ -209,7 +209,7 @@ static int run(struct snapshot *snap, const struct options *o)
     int rc = 1;
 
     ctl.base = event_base_new();
-    if (ctl.base == NULL || svc == NULL)
+    if (ctl.base == NULL || svc == NULL || service_attach(svc, ctl.base) < 0)
         goto out;
     ctl.proxy = proxy_new(snap, service_split(svc));
     if (ctl.proxy == NULL)

@@ -95,6 +95,10 @@ size_t reload_check(const struct config *running, const struct config *next,
         conf_errors_add(errs, "%s: state.file: changed from %s to %s: " RESTART, f,
                         running->state_file ? running->state_file : "(none)",
                         next->state_file ? next->state_file : "(none)");
+    if (!same_str(running->audit_log_path, next->audit_log_path))
+        conf_errors_add(errs, "%s: state.audit_log: changed from %s to %s: " RESTART, f,
+                        running->audit_log_path ? running->audit_log_path : "(none)",
+                        next->audit_log_path ? next->audit_log_path : "(none)");
     if (!same_str(running->access_log_path, next->access_log_path))
         conf_errors_add(errs, "%s: access_log.path: changed from %s to %s: " RESTART, f,
                         running->access_log_path ? running->access_log_path : "(none)",
@@ -191,7 +195,12 @@ int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_error
     reload_notes(running, next, service_state(r->svc), notes);
     log_all(notes, "reload: ");
     proxy_reload(r->proxy, snap);
-    (void)proxy_reopen_access_log(r->proxy);
+    /* Reload doubles as the log rotation signal, as for most daemons. */
+    int reopen_failed = proxy_reopen_access_log(r->proxy) < 0;
+    reopen_failed |= service_reopen_audit_log(r->svc) < 0;
+    if (reopen_failed)
+        conf_errors_add(notes, "reload: a log file could not be reopened: the old one stays "
+                               "in use (see the log)");
     snapshot_unref(r->snap);
     r->snap = snap;
     r->count++;

@@ -4,8 +4,8 @@
  * The new file is loaded and validated exactly as `switchyard -t` would,
  * away from the workers. Then the changes that a running process cannot make
  * are refused, each with the key and why: listeners, worker count, the
- * control socket's path, the admin HTTP listener, the state and access log
- * files, Redis. Only a config that passes both is handed to the workers;
+ * control socket's path, the admin HTTP listener, the state, audit and
+ * access log files, Redis. Only a config that passes both is handed to the workers;
  * anything else leaves the running config exactly as it was.
  */
 #ifndef SY_CONTROL_RELOAD_H
@@ -48,7 +48,7 @@ struct snapshot *reloader_current(const struct reloader *r);
 unsigned reloader_count(const struct reloader *r);
 
 /* Re-reads the file and, when it is valid and applicable, switches every
- * worker to it. Returns 0 (notes may hold remarks), or -1 with every problem
+ * worker to it and reopens the access and audit logs (log rotation). Returns 0 (notes may hold remarks), or -1 with every problem
  * in errs and nothing changed. Everything is logged too. */
 int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_errors *notes);
 

@@ -5,26 +5,62 @@
  * one is configured and readable (it wins over routing.candidate_percent, so
  * that a rollback or a weight set at run time survives a restart), else the
  * config. Every later change goes through service_apply(), i.e. state_apply()
- * with hooks that persist to the state file, record the event and publish
- * the new split to the workers.
+ * with hooks that persist to the state file, record the event (in the ring
+ * and, when state.audit_log is set, as one JSON line in the audit log) and
+ * publish the new split to the workers.
+ *
+ * A change that could not be saved (only a rollback is applied anyway) leaves
+ * the service unsaved: once attached to an event base it saves the current
+ * state again after SERVICE_RETRY_FIRST_MS, doubling the wait up to
+ * SERVICE_RETRY_MAX_MS, until a save (a retry's or a later change's) works.
  */
 #ifndef SY_CONTROL_SERVICE_H
 #define SY_CONTROL_SERVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "conf/config.h"
 #include "control/events.h"
 #include "control/state.h"
 #include "proxy/route.h"
 
-#define SERVICE_EVENTS_KEPT 256 /* events kept in memory */
+#define SERVICE_EVENTS_KEPT 256     /* events kept in memory */
+#define SERVICE_RETRY_FIRST_MS 1000 /* first retry of an unsaved state */
+#define SERVICE_RETRY_MAX_MS 30000  /* the wait between retries stops doubling here */
 
+struct event_base;
 struct service;
 
-/* Returns a new service for cfg (borrowed: must outlive the service), or
- * NULL when out of memory. A state file that cannot be read is logged as an
- * error and the config is used: the proxy still starts. */
+/* Returns a new service for cfg, or NULL when out of memory. cfg is
+ * borrowed for the call only: the paths it names are copied. A state file
+ * that cannot be read is logged as an error and the config is used; an audit
+ * log that cannot be opened is logged and events stay in memory only: the
+ * proxy still starts. */
 struct service *service_new(const struct config *cfg);
+
+/* Tries a last save when the state is unsaved, then frees; accepts NULL. */
 void service_free(struct service *svc);
+
+/* Runs the save retries on base (borrowed: must outlive the service). Without
+ * it an unsaved state waits for the next change that saves. Returns 0, or -1
+ * when out of memory. */
+int service_attach(struct service *svc, struct event_base *base)
+    __attribute__((warn_unused_result));
+
+/* Overrides the retry waits (defaults above): first_ms (at least 1), doubling
+ * up to max_ms (at least first_ms). Takes effect from the next failure on. */
+void service_set_retry_ms(struct service *svc, uint32_t first_ms, uint32_t max_ms);
+
+/* True when the state file holds the current state, or no state file is
+ * configured; false while a rollback that could not be saved waits for a
+ * retry. */
+bool service_persisted(const struct service *svc);
+
+/* Reopens the audit log at state.audit_log (after rotation: the old file was
+ * renamed, the next line goes to a new one). Returns 0, also when no audit
+ * log is configured, or -1 with the reason logged and the old file kept. */
+int service_reopen_audit_log(struct service *svc) __attribute__((warn_unused_result));
 
 /* The split the workers read (borrowed, lives as long as the service). */
 struct route_split *service_split(struct service *svc);

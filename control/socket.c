@@ -8,8 +8,6 @@
  * applied cannot pull the ground from under anyone.
  */
 #include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +15,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -26,6 +23,7 @@
 #include <jansson.h>
 
 #include "conf/log.h"
+#include "control/protocol.h"
 #include "control/socket.h"
 
 #define BACKLOG 64
@@ -52,128 +50,13 @@ struct ctlsock {
     struct evconnlistener *listener;
     struct event *reaper; /* frees the dead list */
     char *path;
+    dev_t dev; /* the socket file we bound: only that one is removed at exit */
+    ino_t ino;
     struct client *clients; /* live, doubly linked */
     unsigned nclients;      /* live ones */
     struct event *resume;   /* re-enables accepting after EMFILE and the like */
     struct client *dead;    /* closed, waiting for reap_cb (singly linked) */
 };
-
-/* The optional fields every state change takes, validated. */
-struct request {
-    const char *reason;         /* borrowed from the request; NULL when absent */
-    uint64_t expect_generation; /* 0 when absent */
-};
-
-typedef json_t *(*command_cb)(struct client *c, const json_t *req);
-
-struct command {
-    const char *name;
-    command_cb run;
-    const char *keys; /* allowed keys besides "cmd", space separated */
-    int op;           /* enum state_op for state changes, else -1 */
-};
-
-static json_t *cmd_status(struct client *c, const json_t *req);
-static json_t *cmd_change(struct client *c, const json_t *req);
-static json_t *cmd_events(struct client *c, const json_t *req);
-static json_t *cmd_unsupported(struct client *c, const json_t *req);
-
-static const struct command commands[] = {
-    {"status", cmd_status, "", -1},
-    {"weight", cmd_change, "percent reason expect_generation", STATE_OP_WEIGHT},
-    {"pause", cmd_change, "reason expect_generation", STATE_OP_PAUSE},
-    {"resume", cmd_change, "reason expect_generation", STATE_OP_RESUME},
-    {"promote", cmd_change, "reason expect_generation", STATE_OP_PROMOTE},
-    {"rollback", cmd_change, "reason expect_generation", STATE_OP_ROLLBACK},
-    {"events", cmd_events, "since follow", -1},
-    {"server.disable", cmd_unsupported, NULL, -1},
-    {"server.enable", cmd_unsupported, NULL, -1},
-    {"server.drain", cmd_unsupported, NULL, -1},
-    {"reload", cmd_unsupported, NULL, -1},
-    {"rollout.start", cmd_unsupported, NULL, -1},
-};
-#define COMMANDS (sizeof(commands) / sizeof(commands[0]))
-
-/* Converts a percentage to basis points: 0 and *bp set when p is within
- * 0..100 with at most two decimals, else -1. */
-static int percent_bp(double p, uint32_t *bp)
-{
-    /* The request was parsed to a double already, so the config's rule on
-     * the literal's digits does not apply: 12.345 * 100 lands half a basis
-     * point away from any integer, 25.5 * 100 within rounding noise. */
-    if (!isfinite(p) || p < 0 || p > 100)
-        return -1;
-    double scaled = nearbyint(p * 100);
-    if (fabs(p * 100 - scaled) >= 1e-6)
-        return -1;
-    *bp = (uint32_t)scaled;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Replies */
-
-/* Returns a new error reply. */
-static json_t *error_reply(const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static json_t *error_reply(const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    /* The message may quote a client's bytes: keep it valid UTF-8. */
-    char clean[512];
-    state_text_copy(clean, sizeof(clean), msg);
-    return json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message", clean);
-}
-
-/* Returns a new STATE object of the protocol for s (borrowed). */
-static json_t *state_reply_json(const struct state *s)
-{
-    char when[96];
-    enum conf_colour cand = s->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE;
-
-    log_format_time(s->updated_ms, when, sizeof(when));
-    return json_pack("{s:s, s:s, s:f, s:s, s:I, s:I, s:s, s:s, s:s}", "stable",
-                     conf_colour_name(s->stable), "candidate", conf_colour_name(cand),
-                     "candidate_percent", s->candidate_bp / 100.0, "phase",
-                     state_phase_name(s->phase), "step", (json_int_t)s->step, "generation",
-                     (json_int_t)s->generation, "updated_by", s->updated_by, "reason", s->reason,
-                     "updated_at", when);
-}
-
-/* Returns a new {"ok":true,"state":...} for the service's current state. */
-static json_t *state_reply(const struct ctlsock *cs)
-{
-    json_t *st = state_reply_json(service_state(cs->svc));
-
-    if (st == NULL)
-        return NULL;
-    return json_pack("{s:b, s:o}", "ok", 1, "state", st);
-}
-
-/* Returns a new {"role":..., "servers":[...]} for one pool. */
-static json_t *pool_json(const struct conf_pool *p, bool stable)
-{
-    json_t *servers = json_array();
-
-    for (size_t i = 0; servers != NULL && i < p->nservers; i++) {
-        const struct conf_server *s = &p->servers[i];
-        json_t *o = json_pack("{s:s, s:s, s:I}", "name", s->name, "addr", s->addr.text, "weight",
-                              (json_int_t)s->weight);
-        if (o == NULL || json_array_append_new(servers, o) < 0) {
-            json_decref(servers);
-            return NULL;
-        }
-    }
-    if (servers == NULL)
-        return NULL;
-    return json_pack("{s:s, s:o}", "role", stable ? "stable" : "candidate", "servers", servers);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Clients */
@@ -258,267 +141,133 @@ static void client_send_last(struct client *c, json_t *j, const char *why)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Request validation */
+/* Commands: one handler per command. Each gets a request protocol_parse()
+ * validated (borrowed) and returns a new reply, or NULL when out of memory. */
 
-/* True when every key of req is "cmd" or one of keys (space separated). */
-/* True when k is one of the space-separated words of list. Compares whole
- * words, so neither a prefix nor the empty key matches. */
-static bool key_in_list(const char *list, const char *k)
-{
-    size_t n = strlen(k);
+typedef json_t *(*command_cb)(struct client *c, const struct protocol_request *req);
 
-    while (*list != '\0') {
-        const char *end = strchr(list, ' ');
-        size_t len = end ? (size_t)(end - list) : strlen(list);
-        if (len == n && n > 0 && memcmp(list, k, n) == 0)
-            return true;
-        list += len;
-        while (*list == ' ')
-            list++;
-    }
-    return false;
-}
-
-static bool keys_allowed(const json_t *req, const char *keys, const char **bad)
-{
-    const char *k;
-    json_t *v;
-
-    json_object_foreach((json_t *)req, k, v)
-    {
-        if (strcmp(k, "cmd") == 0)
-            continue;
-        if (!key_in_list(keys, k)) {
-            *bad = k;
-            return false;
-        }
-    }
-    return true;
-}
-
-/* A reason ends up in logs, event lines and operators' terminals: no NUL,
- * no line breaks that forge lines, no escape sequences. */
-static bool has_control_chars(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return true;
-    }
-    return false;
-}
-
-/* Fills r's optional reason and expect_generation; returns NULL or a new error. */
-static json_t *parse_change_fields(const json_t *req, struct request *r)
-{
-    const json_t *v = json_object_get(req, "reason");
-
-    if (v != NULL) {
-        if (!json_is_string(v))
-            return error_reply("bad_request", "reason: expected a string");
-        if (json_string_length(v) >= STATE_WHY_MAX)
-            return error_reply("bad_request", "reason: at most %d bytes", STATE_WHY_MAX - 1);
-        if (has_control_chars(json_string_value(v), json_string_length(v)))
-            return error_reply(
-                "bad_request",
-                "reason: must not contain control characters (NUL, newline, ESC...)");
-        r->reason = json_string_value(v);
-    }
-    v = json_object_get(req, "expect_generation");
-    if (v != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1)
-            return error_reply("bad_request", "expect_generation: expected an integer >= 1");
-        r->expect_generation = (uint64_t)json_integer_value(v);
-    }
-    return NULL;
-}
-
-/* Reads "percent" as basis points into *bp; returns NULL or a new error. */
-static json_t *parse_percent(const json_t *req, uint32_t *bp)
-{
-    const json_t *v = json_object_get(req, "percent");
-
-    if (v == NULL)
-        return error_reply("bad_request", "percent: required");
-    if (!json_is_number(v))
-        return error_reply("bad_request", "percent: expected a number");
-    double p = json_number_value(v);
-    if (!(p >= 0 && p <= 100))
-        return error_reply("bad_request", "percent: expected 0..100, got %g", p);
-    if (percent_bp(p, bp) < 0)
-        return error_reply("bad_request", "percent: at most two decimals (got %.17g)", p);
-    return NULL;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Commands: each returns a new reply, or NULL when out of memory. */
-
-static json_t *cmd_status(struct client *c, const json_t *req)
+static json_t *cmd_status(struct client *c, const struct protocol_request *req)
 {
     const struct ctlsock *cs = c->cs;
-    enum conf_colour stable = service_state(cs->svc)->stable;
-    json_t *reply = state_reply(cs);
-    json_t *pools = json_object();
 
-    if (reply == NULL || pools == NULL)
-        goto fail;
-    for (int i = 0; i < CONF_COLOURS; i++) {
-        json_t *p = pool_json(&cs->cfg->pools[i], (enum conf_colour)i == stable);
-        if (p == NULL || json_object_set_new(pools, conf_colour_name((enum conf_colour)i), p) < 0)
-            goto fail;
-    }
-    if (json_object_set_new(reply, "pools", pools) < 0) {
-        pools = NULL;
-        goto fail;
-    }
-    return reply;
-fail:
-    json_decref(pools);
-    json_decref(reply);
-    return NULL;
+    return protocol_status_reply(service_state(cs->svc), cs->cfg->pools);
 }
 
-/* state_apply()'s codes, in the protocol's words. */
-static const char *protocol_code(const char *state_code)
+/* Applies one state change on behalf of c. */
+static json_t *apply_change(struct client *c, const struct protocol_request *req, enum state_op op)
 {
-    if (state_code == NULL || strcmp(state_code, "bad_argument") == 0)
-        return "bad_request";
-    return state_code;
-}
-
-static const struct command *command_find(const char *name)
-{
-    for (size_t i = 0; i < COMMANDS; i++) {
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
-    }
-    return NULL;
-}
-
-static json_t *cmd_change(struct client *c, const json_t *req)
-{
-    const struct command *cmd = command_find(json_string_value(json_object_get(req, "cmd")));
-    struct state_change ch = {.op = (enum state_op)cmd->op, .who = c->who};
+    struct state_change ch = {
+        .op = op,
+        .weight_bp = req->weight_bp,
+        .who = c->who,
+        .why = req->reason,
+        .expect_generation = req->expect_generation,
+    };
     struct state_error err = {0};
-    struct request r = {0};
-    json_t *bad = parse_change_fields(req, &r);
 
-    if (bad == NULL && ch.op == STATE_OP_WEIGHT)
-        bad = parse_percent(req, &ch.weight_bp);
-    if (bad != NULL)
-        return bad;
-    ch.why = r.reason;
-    ch.expect_generation = r.expect_generation;
     if (service_apply(c->cs->svc, &ch, &err) < 0)
-        return error_reply(protocol_code(err.code), "%s", err.message);
-    return state_reply(c->cs);
+        return protocol_error_reply(protocol_code_of_state(err.code), "%s", err.message);
+    return protocol_state_reply(service_state(c->cs->svc));
 }
 
-struct events_walk {
-    json_t *list;
-    int rc;
-};
+static json_t *cmd_weight(struct client *c, const struct protocol_request *req)
+{
+    return apply_change(c, req, STATE_OP_WEIGHT);
+}
+
+static json_t *cmd_pause(struct client *c, const struct protocol_request *req)
+{
+    return apply_change(c, req, STATE_OP_PAUSE);
+}
+
+static json_t *cmd_resume(struct client *c, const struct protocol_request *req)
+{
+    return apply_change(c, req, STATE_OP_RESUME);
+}
+
+static json_t *cmd_promote(struct client *c, const struct protocol_request *req)
+{
+    return apply_change(c, req, STATE_OP_PROMOTE);
+}
+
+static json_t *cmd_rollback(struct client *c, const struct protocol_request *req)
+{
+    return apply_change(c, req, STATE_OP_ROLLBACK);
+}
 
 static int events_add_cb(const struct state_event *e, void *arg)
 {
-    struct events_walk *w = arg;
     json_t *j = events_to_json(e);
 
-    if (j == NULL || json_array_append_new(w->list, j) < 0) {
-        w->rc = -1;
-        return 1;
-    }
+    if (j == NULL || json_array_append_new(arg, j) < 0)
+        return -1;
     return 0;
 }
 
-/* A reply is one line, and clients read lines of at most CTLSOCK_LINE_MAX:
- * drops the oldest events until the list fits in budget bytes. Returns true
- * when any was dropped. */
-static bool keep_newest_fitting(json_t *list, size_t budget)
+static json_t *cmd_events(struct client *c, const struct protocol_request *req)
 {
-    size_t total = 0;
-    bool dropped = false;
+    json_t *list = json_array();
 
-    for (size_t i = 0; i < json_array_size(list); i++)
-        total += json_dumpb(json_array_get(list, i), NULL, 0, JSON_COMPACT) + 1;
-    while (total > budget && json_array_size(list) > 0) {
-        total -= json_dumpb(json_array_get(list, 0), NULL, 0, JSON_COMPACT) + 1;
-        json_array_remove(list, 0);
-        dropped = true;
-    }
-    return dropped;
-}
-
-static json_t *cmd_events(struct client *c, const json_t *req)
-{
-    const json_t *since = json_object_get(req, "since");
-    const json_t *follow = json_object_get(req, "follow");
-    struct events_walk w = {0};
-
-    if (since != NULL && (!json_is_integer(since) || json_integer_value(since) < 0))
-        return error_reply("bad_request", "since: expected an integer >= 0");
-    if (follow != NULL && !json_is_boolean(follow))
-        return error_reply("bad_request", "follow: expected true or false");
-    w.list = json_array();
-    if (w.list == NULL)
+    if (list == NULL)
         return NULL;
-    events_foreach(service_events(c->cs->svc),
-                   since != NULL ? (uint64_t)json_integer_value(since) : 0, events_add_cb, &w);
-    if (w.rc < 0) {
-        json_decref(w.list);
+    /* events_add_cb stops the walk when out of memory: the event it failed
+     * on is counted but missing from the list. */
+    size_t passed = events_foreach(service_events(c->cs->svc), req->since, events_add_cb, list);
+    if (passed != json_array_size(list)) {
+        json_decref(list);
         return NULL;
     }
-    if (json_is_true(follow)) {
+    if (req->follow) {
         /* A follower waits for events: its only limit is not reading them. */
         c->following = true;
         bufferevent_set_timeouts(c->bev, NULL, &ctlsock_idle);
     }
-    bool truncated = keep_newest_fitting(w.list, CTLSOCK_LINE_MAX - 64);
-    return json_pack("{s:b, s:o, s:b}", "ok", 1, "events", w.list, "truncated", truncated);
+    return protocol_events_reply(list, CTLSOCK_LINE_MAX);
 }
 
-static json_t *cmd_unsupported(struct client *c, const json_t *req)
+/* Commands whose arguments are checked but which this version does not
+ * carry out yet. */
+static json_t *cmd_unsupported(struct client *c, const struct protocol_request *req)
 {
-    const char *name = json_string_value(json_object_get(req, "cmd"));
-
-    return error_reply("not_supported", "%s is not supported in this version", name);
+    return protocol_error_reply("not_supported", "%s is not supported in this version",
+                                protocol_cmd_name(req->cmd));
 }
 
-/* Returns a new reply for one parsed request (borrowed). */
-static json_t *dispatch(struct client *c, const json_t *req)
-{
-    const json_t *cmd = json_object_get(req, "cmd");
-    const struct command *found;
-    const char *bad = NULL;
+/* Indexed by enum protocol_cmd; a NULL entry answers not_supported. */
+static const command_cb handlers[PROTOCOL_CMDS] = {
+    [PROTOCOL_CMD_STATUS] = cmd_status,
+    [PROTOCOL_CMD_WEIGHT] = cmd_weight,
+    [PROTOCOL_CMD_PAUSE] = cmd_pause,
+    [PROTOCOL_CMD_RESUME] = cmd_resume,
+    [PROTOCOL_CMD_PROMOTE] = cmd_promote,
+    [PROTOCOL_CMD_ROLLBACK] = cmd_rollback,
+    [PROTOCOL_CMD_EVENTS] = cmd_events,
+    [PROTOCOL_CMD_SERVER_DISABLE] = cmd_unsupported,
+    [PROTOCOL_CMD_SERVER_ENABLE] = cmd_unsupported,
+    [PROTOCOL_CMD_SERVER_DRAIN] = cmd_unsupported,
+    [PROTOCOL_CMD_RELOAD] = cmd_unsupported,
+    [PROTOCOL_CMD_ROLLOUT_START] = cmd_unsupported,
+};
 
-    if (!json_is_object(req))
-        return error_reply("bad_request", "expected a JSON object");
-    if (cmd == NULL)
-        return error_reply("bad_request", "cmd: required");
-    if (!json_is_string(cmd))
-        return error_reply("bad_request", "cmd: expected a string");
-    found = command_find(json_string_value(cmd));
-    if (found == NULL)
-        return error_reply("unknown_command", "unknown command \"%s\"", json_string_value(cmd));
-    if (found->keys != NULL && !keys_allowed(req, found->keys, &bad))
-        return error_reply("bad_request", "%s: unknown key for %s", bad, found->name);
-    return found->run(c, req);
+/* Returns a new reply to one request line (borrowed, len bytes, no
+ * newline), or NULL when out of memory. */
+static json_t *dispatch(struct client *c, const char *line, size_t len)
+{
+    struct protocol_request req;
+    struct protocol_error err;
+
+    if (protocol_parse(line, len, &req, &err) < 0)
+        return protocol_error_reply(err.code, "%s", err.message);
+    if (handlers[req.cmd] == NULL)
+        return cmd_unsupported(c, &req);
+    return handlers[req.cmd](c, &req);
 }
 
 /* Parses and answers one line (borrowed, len bytes, no newline). */
 static void handle_line(struct client *c, const char *line, size_t len)
 {
-    json_error_t jerr;
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *reply;
+    json_t *reply = dispatch(c, line, len);
 
-    if (req == NULL) {
-        log_debug("control socket: %s: bad JSON: %s", c->who, jerr.text);
-        reply = error_reply("bad_json", "column %d: %s", jerr.column, jerr.text);
-    } else {
-        reply = dispatch(c, req);
-        json_decref(req);
-    }
     if (reply == NULL) {
         client_close(c, "out of memory");
         return;
@@ -563,8 +312,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         char *line = next_line(in, &len, &too_long);
         if (too_long) {
             client_send_last(c,
-                             error_reply("line_too_long", "a request line is at most %d bytes",
-                                         CTLSOCK_LINE_MAX),
+                             protocol_error_reply("line_too_long",
+                                                  "a request line is at most %d bytes",
+                                                  CTLSOCK_LINE_MAX),
                              "line too long");
             return;
         }
@@ -594,11 +344,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_EOF) {
         /* A half-close means "no more requests", not "stop answering": the
-         * replies already queued go out first, and a follower keeps
-         * following until a write fails. */
+         * replies already queued go out first. A follower is closed too: a
+         * peer that went away would otherwise hold its slot until an event
+         * happened to fail a write, and one that only half-closed has said
+         * it is done. */
         bufferevent_disable(bev, EV_READ);
-        if (c->following)
-            return;
         c->closing = true;
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             client_close(c, "client closed");
@@ -612,10 +362,16 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 /* ------------------------------------------------------------------------ */
 /* Accepting */
 
-static bool uid_allowed(const struct config *cfg, uid_t uid)
+/* A peer may steer when its uid is in allow_uids or its gid (the primary
+ * one: SO_PEERCRED reports no other) is in allow_gids. */
+static bool peer_allowed(const struct conf_admin *a, const struct ucred *cred)
 {
-    for (size_t i = 0; i < cfg->admin.nallow_uids; i++) {
-        if (cfg->admin.allow_uids[i] == uid)
+    for (size_t i = 0; i < a->nallow_uids; i++) {
+        if (a->allow_uids[i] == cred->uid)
+            return true;
+    }
+    for (size_t i = 0; i < a->nallow_gids; i++) {
+        if (a->allow_gids[i] == cred->gid)
             return true;
     }
     return false;
@@ -662,8 +418,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         snprintf(c->who, sizeof(c->who), "uid:%lu", (unsigned long)cred.uid);
     else
         snprintf(c->who, sizeof(c->who), "uid:unknown");
-    if (!known || !uid_allowed(cs->cfg, cred.uid)) {
-        client_send_last(c, error_reply("forbidden", "%s is not in admin.allow_uids", c->who),
+    if (!known || !peer_allowed(&cs->cfg->admin, &cred)) {
+        client_send_last(c,
+                         protocol_error_reply("forbidden",
+                                              "%s (gid %ld) is in neither admin.allow_uids "
+                                              "nor admin.allow_gids",
+                                              c->who, known ? (long)cred.gid : -1L),
                          "forbidden");
         return;
     }
@@ -671,7 +431,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
      * clients, and none may sit idle for ever. */
     if (cs->nclients > CTLSOCK_CLIENTS_MAX) {
         client_send_last(
-            c, error_reply("busy", "more than %d control clients", CTLSOCK_CLIENTS_MAX), "busy");
+            c, protocol_error_reply("busy", "more than %d control clients", CTLSOCK_CLIENTS_MAX),
+            "busy");
         return;
     }
     bufferevent_set_timeouts(c->bev, &ctlsock_idle, &ctlsock_idle);
@@ -704,8 +465,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 static void followers_feed_cb(const struct state_event *e, void *arg)
 {
     struct ctlsock *cs = arg;
-    json_t *ev = events_to_json(e);
-    json_t *line = ev != NULL ? json_pack("{s:o}", "event", ev) : NULL;
+    json_t *line = protocol_event_line(events_to_json(e));
     struct client *c = cs->clients;
 
     while (c != NULL) {
@@ -724,6 +484,32 @@ static void followers_feed_cb(const struct state_event *e, void *arg)
 /* ------------------------------------------------------------------------ */
 /* The socket file */
 
+/* Asks whether a server listens on sun without ever waiting for it: a
+ * blocking connect() to a live server whose backlog is full (a wedged
+ * process, say) would hang start-up for as long as that lasts. Returns 1
+ * when something listens, 0 when nothing does, -1 with errno when it cannot
+ * tell. */
+static int probe_listener(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+    int err = errno;
+    close(fd);
+    errno = err;
+    if (rc == 0)
+        return 1;
+    /* A Unix socket answers a full backlog with EAGAIN, not EINPROGRESS;
+     * either way someone is there. */
+    if (err == EAGAIN || err == EINPROGRESS)
+        return 1;
+    if (err == ECONNREFUSED)
+        return 0;
+    return -1;
+}
+
 /* Removes a socket file nothing answers on; refuses a live socket or a
  * file that is not a socket. Returns 0 when path is free to bind. */
 static int clear_stale(const char *path, const struct sockaddr_un *sun)
@@ -740,20 +526,14 @@ static int clear_stale(const char *path, const struct sockaddr_un *sun)
         log_error("control socket: %s exists and is not a socket: refusing to replace it", path);
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        log_error("control socket: socket: %s", strerror(errno));
-        return -1;
-    }
-    int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-    int err = errno;
-    close(fd);
-    if (rc == 0) {
+    int live = probe_listener(sun);
+    if (live == 1) {
         log_error("control socket: %s: another process is listening there", path);
         return -1;
     }
-    if (err != ECONNREFUSED) {
-        log_error("control socket: %s: cannot tell whether it is in use: %s", path, strerror(err));
+    if (live < 0) {
+        log_error("control socket: %s: cannot tell whether it is in use: %s", path,
+                  strerror(errno));
         return -1;
     }
     if (unlink(path) < 0 && errno != ENOENT) {
@@ -764,8 +544,34 @@ static int clear_stale(const char *path, const struct sockaddr_un *sun)
     return 0;
 }
 
-/* Returns a new listening-ready bound socket at path, or -1. */
-static evutil_socket_t bind_socket(const char *path, unsigned mode)
+/* Binds fd to sun with the file mode mode, never more open than that. On
+ * Linux the file bind() creates takes the socket inode's mode masked by the
+ * umask, so an fchmod() before bind() makes the file appear with at most
+ * mode's bits, without a window and without umask(), which is process-wide
+ * and would race files other threads create. The chmod() after it adds
+ * what the umask took away (and is the whole fix where fchmod() on a
+ * socket does nothing); nobody can connect before listen() anyway. */
+static int bind_with_mode(int fd, const struct sockaddr_un *sun, unsigned mode)
+{
+    const char *path = sun->sun_path;
+
+    if (fchmod(fd, (mode_t)mode) < 0)
+        log_debug("control socket: fchmod before bind: %s", strerror(errno));
+    if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) < 0) {
+        log_error("control socket: bind %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (chmod(path, (mode_t)mode) < 0) {
+        log_error("control socket: chmod %s %04o: %s", path, mode, strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Returns a new bound socket at path, ready to listen, or -1; *bound gets
+ * the socket file's identity. */
+static evutil_socket_t bind_socket(const char *path, unsigned mode, struct stat *bound)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
@@ -781,14 +587,12 @@ static evutil_socket_t bind_socket(const char *path, unsigned mode)
         log_error("control socket: socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        log_error("control socket: bind %s: %s", path, strerror(errno));
+    if (bind_with_mode(fd, &sun, mode) < 0) {
         close(fd);
         return -1;
     }
-    /* Before listen(): nobody can connect while the mode is still umask's. */
-    if (chmod(path, (mode_t)mode) < 0) {
-        log_error("control socket: chmod %s %04o: %s", path, mode, strerror(errno));
+    if (lstat(path, bound) < 0) {
+        log_error("control socket: %s: %s", path, strerror(errno));
         unlink(path);
         close(fd);
         return -1;
@@ -796,10 +600,31 @@ static evutil_socket_t bind_socket(const char *path, unsigned mode)
     return fd;
 }
 
+/* Removes the socket file when it is still the one we bound: after an
+ * operator removed ours and started a second switchyard on the same path,
+ * the file there is that one's, and removing it would cut it off. */
+static void unlink_own_socket(const struct ctlsock *cs)
+{
+    struct stat st;
+
+    if (lstat(cs->path, &st) < 0) {
+        if (errno != ENOENT)
+            log_warn("control socket: %s: %s", cs->path, strerror(errno));
+        return;
+    }
+    if (st.st_dev != cs->dev || st.st_ino != cs->ino) {
+        log_info("control socket: %s is no longer ours: left in place", cs->path);
+        return;
+    }
+    if (unlink(cs->path) < 0 && errno != ENOENT)
+        log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
+}
+
 struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, struct service *svc)
 {
     struct ctlsock *cs = calloc(1, sizeof(*cs));
     evutil_socket_t fd = -1;
+    struct stat bound;
 
     if (cs == NULL || (cs->path = strdup(cfg->admin.socket)) == NULL)
         goto nomem;
@@ -810,9 +635,11 @@ struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, s
     cs->resume = event_new(base, -1, 0, accept_resume_cb, cs);
     if (cs->reaper == NULL || cs->resume == NULL)
         goto nomem;
-    fd = bind_socket(cs->path, cfg->admin.socket_mode);
+    fd = bind_socket(cs->path, cfg->admin.socket_mode, &bound);
     if (fd < 0)
         goto fail;
+    cs->dev = bound.st_dev;
+    cs->ino = bound.st_ino;
     cs->listener = evconnlistener_new(base, accept_cb, cs, LEV_OPT_CLOSE_ON_FREE, BACKLOG, fd);
     if (cs->listener == NULL) {
         log_error("control socket: listen %s: %s", cs->path, strerror(errno));
@@ -847,8 +674,7 @@ void ctlsock_free(struct ctlsock *cs)
         client_close(cs->clients, "shutting down");
     reap_cb(-1, 0, cs);
     evconnlistener_free(cs->listener);
-    if (unlink(cs->path) < 0 && errno != ENOENT)
-        log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
+    unlink_own_socket(cs);
     event_free(cs->reaper);
     event_free(cs->resume);
     free(cs->path);

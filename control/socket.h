@@ -1,12 +1,12 @@
 /* socket.h - the control socket: operators' commands, one JSON object per line.
  *
  * A Unix stream socket at admin.socket, served on the main thread's event
- * base. Each peer is checked against admin.allow_uids (SO_PEERCRED), then
- * sends requests such as {"cmd":"weight","percent":25} and gets one reply
- * line each; {"cmd":"events","follow":true} turns a client into a follower
- * that receives every later state change as {"event":...} lines. A client
- * that lets more than CTLSOCK_OUTPUT_MAX bytes of replies pile up is dropped:
- * the control thread never waits for anyone.
+ * base. Each peer is checked against admin.allow_uids and admin.allow_gids
+ * (SO_PEERCRED), then sends requests such as {"cmd":"weight","percent":25}
+ * and gets one reply line each (the protocol itself is control/protocol.c);
+ * {"cmd":"events","follow":true} turns a client into a follower that receives every later state
+ * change as {"event":...} lines. A client that lets more than CTLSOCK_OUTPUT_MAX bytes of replies
+ * pile up is dropped: the control thread never waits for anyone.
  */
 #ifndef SY_CONTROL_SOCKET_H
 #define SY_CONTROL_SOCKET_H
@@ -34,8 +34,9 @@ struct ctlsock;
  * itself as svc's event listener. */
 struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, struct service *svc);
 
-/* Closes every client and the listener, removes the socket file and the
- * event listener. Accepts NULL. */
+/* Closes every client and the listener, removes the socket file (only when
+ * it is still the one this server bound) and the event listener. Accepts
+ * NULL. */
 void ctlsock_free(struct ctlsock *cs);
 
 #endif

@@ -4,10 +4,13 @@
 #     the proxy serves really follows them;
 #   - every error code for a bad request, and the proxy keeps serving;
 #   - a line over 64 KiB is refused and the connection closed;
-#   - events in order, and followers get new ones as they happen;
-#   - the socket file: its mode, removed on exit, a stale one replaced, a live
-#     one or a non-socket refused;
-#   - a restart keeps the weight (state file); a uid not allowed is refused.
+#   - events in order, and followers get new ones as they happen; a follower
+#     that half-closes or vanishes is closed and its slot freed;
+#   - the socket file: its mode, removed on exit (only when it is still ours),
+#     a stale one replaced, a live one (even one not accepting) or a
+#     non-socket refused;
+#   - a restart keeps the weight (state file); a uid not allowed is refused,
+#     unless its gid is in allow_gids.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -199,6 +202,36 @@ r=$(ctl '{"cmd":"events","since":1}')
 sy_eq "events since 1: the later two" "$(field "$r" '[.events[].generation|tostring] | join(" ")')" \
     "2 3"
 
+# --- followers that go away ----------------------------------------------------------------
+printf '%s\n' '{"cmd":"events","since":1000,"follow":true}' |
+    "$RAW" --unix "$SOCK" --half-close --timeout-ms 5000 >"$SY_TMP/halfclosed.out"
+sy_eq "a follower that half-closes: the server closes it" "$?" 0
+sy_eq "a follower that half-closes: it got its reply first" "$(cat "$SY_TMP/halfclosed.out")" \
+    '{"ok":true,"events":[],"truncated":false}'
+# 64 followers take every slot; killed, their slots must come back without
+# waiting for an event to fail a write.
+fpids=()
+for ((k = 0; k < 64; k++)); do
+    printf '%s\n' '{"cmd":"events","since":1000,"follow":true}' |
+        "$RAW" --unix "$SOCK" --timeout-ms 20000 >/dev/null &
+    fpids+=($!)
+done
+for ((i = 0; i < 100; i++)); do
+    r=$(ctl '{"cmd":"status"}')
+    [[ "$(field "$r" .error.code)" == busy ]] && break
+    sleep 0.05
+done
+sy_eq "with 64 followers, one more client is busy" "$(field "$r" .error.code)" busy
+sleep 0.2 # their requests, sent before we were turned away, are read by now
+kill -KILL "${fpids[@]}" 2>/dev/null
+wait "${fpids[@]}" 2>/dev/null
+for ((i = 0; i < 40; i++)); do
+    r=$(ctl '{"cmd":"status"}')
+    [[ "$(field "$r" .ok)" == true ]] && break
+    sleep 0.05
+done
+sy_eq "the killed followers' slots are free again" "$(field "$r" .ok)" true
+
 # --- a second switchyard on the same socket is refused ---------------------------------------
 sy_port PORT2
 sed "s/127.0.0.1:$PORT\"/127.0.0.1:$PORT2\"/" "$CONF" >"$SY_TMP/second.json"
@@ -208,6 +241,36 @@ sy_match "it says another process is listening" "$(cat "$SY_TMP/second.log")" \
     'another process is listening'
 r=$(ctl '{"cmd":"status"}')
 sy_eq "the first one still answers on the socket" "$(field "$r" .state.generation)" 3
+# A stopped first one fills its backlog and accepts nobody: the check for a
+# live socket must not wait for it.
+kill -STOP "$SY_PROXY_PID"
+bpids=()
+for ((k = 0; k < 70; k++)); do
+    "$RAW" --unix "$SOCK" --timeout-ms 3000 </dev/null >/dev/null 2>&1 &
+    bpids+=($!)
+done
+sleep 1
+timeout 20 "$SY_BUILD/switchyard" -c "$SY_TMP/second.json" >"$SY_TMP/second-full.log" 2>&1
+sy_eq "a second switchyard on a live socket with a full backlog exits 1 (no hang)" "$?" 1
+sy_match "it says another process is listening" "$(cat "$SY_TMP/second-full.log")" \
+    'another process is listening'
+kill -CONT "$SY_PROXY_PID"
+wait "${bpids[@]}" 2>/dev/null
+
+# --- a socket file that is no longer ours is left in place --------------------------------
+# An operator removes the first one's socket and starts a second switchyard
+# there: stopping the first one must not remove the second one's socket.
+FIRST_PID=$SY_PROXY_PID
+rm -f "$SOCK"
+sy_proxy "$SY_TMP/second.json" "$PORT2" proxy-second || sy_finish
+wait_file "$SOCK"
+sy_stop "$FIRST_PID" 10
+sy_eq "the first switchyard exits 0" "$SY_RC" 0
+sy_check "the second one's socket file is still there" test -S "$SOCK"
+sy_match "the first one says the file is no longer its own" "$(cat "$SY_TMP/proxy.log")" \
+    'no longer ours'
+r=$(ctl '{"cmd":"status"}')
+sy_eq "the second one answers on it" "$(field "$r" .state.generation)" 3
 
 # --- restart: the socket file goes, the weight stays -----------------------------------------
 sy_stop "$SY_PROXY_PID" 10
@@ -251,5 +314,16 @@ sy_eq "uid not allowed: the server closes the connection" "$?" 0
 sy_eq "uid not allowed: forbidden" "$(jq -r .error.code <"$SY_TMP/forbidden.out")" forbidden
 out=$(requests g)
 sy_eq "uid not allowed: nothing changed, all 50 on blue" "$(grep -c '^blue-1$' <<<"$out")" 50
+sy_stop "$SY_PROXY_PID" 10
+
+# --- a gid in allow_gids is let in ------------------------------------------------------------
+# SO_PEERCRED reports the peer's primary gid: ours, whoever runs the tests.
+sy_config "$SY_TMP/gids.json" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" \
+    extra="\"admin\": {\"socket\": \"$SOCK3\", \"allow_uids\": [12345],
+  \"allow_gids\": [12346, $(id -g)]}" alog=access4.log
+sy_proxy "$SY_TMP/gids.json" "$PORT" proxy-gids || sy_finish
+wait_file "$SOCK3"
+r=$(ctl '{"cmd":"status"}' "$SOCK3")
+sy_eq "uid not allowed but gid in allow_gids: answered" "$(field "$r" .ok)" true
 
 sy_finish

@@ -78,6 +78,7 @@ static void test_demo(void **state)
     assert_int_equal(cfg->routing.noverride_allow, 2);
     assert_null(cfg->access_log_path);
     assert_null(cfg->state_file);
+    assert_null(cfg->audit_log_path);
 
     char *warn = warnings_of(cfg);
     assert_string_equal(warn, ""); /* the demo uses only what is active */
@@ -218,9 +219,38 @@ static void test_defaults(void **state)
     assert_false(cfg->redis.enabled);
     assert_string_equal(cfg->redis.ns, "switchyard");
     assert_int_equal(cfg->redis.lease_ms, 5000);
+    assert_null(cfg->state_file);
+    assert_null(cfg->audit_log_path);
     char *warn = warnings_of(cfg);
     assert_string_equal(warn, "");
     free(warn);
+    config_free(cfg);
+}
+
+/* admin.allow_gids: none by default, any number of gids, each like a uid. */
+static void test_allow_gids(void **state)
+{
+    struct conf_errors errs = {0};
+    (void)state;
+
+    struct config *cfg = load(MINIMAL, &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->admin.nallow_gids, 0);
+    assert_null(cfg->admin.allow_gids);
+    config_free(cfg);
+
+    cfg = load(WITH("\"admin\": {\"allow_uids\": [0], \"allow_gids\": [0, 4294967294]}"), &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->admin.nallow_uids, 1);
+    assert_int_equal(cfg->admin.nallow_gids, 2);
+    assert_int_equal(cfg->admin.allow_gids[0], 0);
+    assert_int_equal(cfg->admin.allow_gids[1], 4294967294u);
+    config_free(cfg);
+
+    cfg = load(WITH("\"admin\": {\"allow_gids\": []}"), &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->admin.nallow_gids, 0);
     config_free(cfg);
 }
 
@@ -251,6 +281,7 @@ static void test_section_defaults(void **state)
     assert_null(cfg->rollout.preflight[0].expect_body);
     assert_string_equal(cfg->redis.url, "redis://127.0.0.1:6379/0");
     assert_string_equal(cfg->state_file, "/etc/switchyard/switchyard.state.json");
+    assert_null(cfg->audit_log_path); /* no default: an audit log is asked for */
     assert_string_equal(cfg->access_log_path, "/etc/switchyard/access.log");
     config_free(cfg);
 }
@@ -267,8 +298,8 @@ static void test_values(void **state)
              " {\"days\": \"fri-mon\", \"from\": \"01:00\", \"to\": \"02:00\"},"
              " {\"days\": \"daily\", \"from\": \"00:00\", \"to\": \"23:59\"}]},\n"
              "\"admin\": {\"socket\": \"/run/sy.sock\", \"socket_mode\": \"600\"},\n"
-             "\"state\": {\"file\": \"./state/s.json\"}, \"access_log\": {\"path\": "
-             "\"/var/log/a\"}"),
+             "\"state\": {\"file\": \"./state/s.json\", \"audit_log\": \"audit/events.jsonl\"},"
+             " \"access_log\": {\"path\": \"/var/log/a\"}"),
         &errs);
     conf_errors_print(&errs, stderr);
     assert_non_null(cfg);
@@ -287,6 +318,7 @@ static void test_values(void **state)
     assert_string_equal(cfg->admin.socket, "/run/sy.sock");
     assert_int_equal(cfg->admin.socket_mode, 0600);
     assert_string_equal(cfg->state_file, "/etc/switchyard/state/s.json");
+    assert_string_equal(cfg->audit_log_path, "/etc/switchyard/audit/events.jsonl");
     assert_string_equal(cfg->access_log_path, "/var/log/a");
     config_free(cfg);
 }
@@ -473,6 +505,15 @@ static const struct bad_case bad_cases[] = {
     {"negative uid",
      WITH("\"admin\": {\"allow_uids\": [0, -1]}"),
      {"t.json:3:29: admin.allow_uids[1]: out of range 0..4294967294 (got -1)"}},
+    {"gid (gid_t)-1",
+     WITH("\"admin\": {\"allow_gids\": [4294967295]}"),
+     {"t.json:3:26: admin.allow_gids[0]: out of range 0..4294967294 (got 4294967295)"}},
+    {"gid as a string",
+     WITH("\"admin\": {\"allow_gids\": [\"wheel\"]}"),
+     {"t.json:3:26: admin.allow_gids[0]: expected an integer, got \"wheel\""}},
+    {"gids not an array",
+     WITH("\"admin\": {\"allow_gids\": 10}"),
+     {"t.json:3:25: admin.allow_gids: expected an array, got 10"}},
     {"redis URL scheme",
      WITH("\"redis\": {\"url\": \"http://127.0.0.1\"}"),
      {"t.json:3:18: redis.url: must start with \"redis://\" or \"unix://\" (got "
@@ -480,6 +521,15 @@ static const struct bad_case bad_cases[] = {
     {"redis lease out of range",
      WITH("\"redis\": {\"lease_ms\": 50}"),
      {"t.json:3:23: redis.lease_ms: out of range 100..600000 (got 50)"}},
+    {"audit log that is not a string",
+     WITH("\"state\": {\"audit_log\": 5}"),
+     {"t.json:3:24: state.audit_log: expected a string, got 5"}},
+    {"empty audit log path",
+     WITH("\"state\": {\"audit_log\": \"\"}"),
+     {"t.json:3:24: state.audit_log: must not be empty"}},
+    {"audit log misspelt",
+     WITH("\"state\": {\"auditlog\": \"a.jsonl\"}"),
+     {"t.json:3:11: state.auditlog: unknown key (did you mean \"audit_log\"?)"}},
     {"preflight without path",
      WITH("\"rollout\": {\"preflight\": [{\"method\": \"GET\"}]}"),
      {"t.json:3:27: rollout.preflight[0].path: missing required key"}},
@@ -696,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_demo),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_allow_gids),
         cmocka_unit_test(test_section_defaults),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_bad_configs),

@@ -1,0 +1,125 @@
+/* fuzz_control_protocol.c - libFuzzer driver for the control socket's
+ * protocol: protocol_parse() and the reply builders.
+ *
+ * The input is one request line. A refusal must carry a known code and a
+ * message that makes a valid error reply; an accepted request must hold
+ * what protocol.h promises (ranges, no control characters, a server name
+ * the config could hold), and the replies built from its values must dump
+ * to one line of JSON that parses back. Anything else aborts.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/cfgproxy.h"
+#include "control/protocol.h"
+
+#define FUZZ_MAX_BYTES 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(int ok)
+{
+    if (!ok)
+        abort();
+}
+
+static int no_control_chars(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int known_code(const char *code)
+{
+    static const char *const codes[] = {"bad_json", "bad_request", "unknown_command"};
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (code != NULL && strcmp(code, codes[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Dumps reply (new, consumed) as one line and parses it back. */
+static void check_reply(json_t *reply)
+{
+    check(reply != NULL);
+    char *text = json_dumps(reply, JSON_COMPACT);
+    check(text != NULL && strchr(text, '\n') == NULL);
+    json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    check(back != NULL && json_is_object(back));
+    json_decref(back);
+    free(text);
+    json_decref(reply);
+}
+
+static void check_accepted(const struct protocol_request *req)
+{
+    check((unsigned)req->cmd < PROTOCOL_CMDS);
+    check(req->weight_bp <= CONF_WEIGHT_BP_MAX);
+    check(strlen(req->reason) < STATE_WHY_MAX && no_control_chars(req->reason));
+    check(req->expect_generation <= (uint64_t)INT64_MAX);
+    check(req->since <= (uint64_t)INT64_MAX);
+    if (req->cmd >= PROTOCOL_CMD_SERVER_DISABLE && req->cmd <= PROTOCOL_CMD_SERVER_DRAIN)
+        check(cfgproxy_server_name_ok(req->server) &&
+              (req->pool == CONF_BLUE || req->pool == CONF_GREEN));
+    else
+        check(req->server[0] == '\0');
+}
+
+/* Builds every reply from the request's values, as a handler would. */
+static void build_replies(const struct protocol_request *req)
+{
+    struct state s;
+    struct conf_server server = {.name = (char *)"s", .addr = {.text = "127.0.0.1:1"}, .weight = 1};
+    struct conf_pool pools[CONF_COLOURS] = {{&server, 1}, {&server, 1}};
+
+    memset(&s, 0, sizeof(s));
+    s.stable = req->pool;
+    s.candidate_bp = req->weight_bp;
+    s.phase = (enum state_phase)(req->cmd % STATE_PHASES);
+    s.generation = req->expect_generation;
+    s.updated_ms = (int64_t)req->since;
+    memcpy(s.reason, req->reason, sizeof(s.reason));
+    memcpy(s.updated_by, "uid:0", sizeof("uid:0"));
+    check_reply(protocol_state_reply(&s));
+    check_reply(protocol_status_reply(&s, pools));
+
+    json_t *events = json_array();
+    check(events != NULL);
+    for (uint32_t i = 0; i < req->weight_bp % 8; i++)
+        json_array_append_new(events, json_pack("{s:s}", "why", req->reason));
+    check_reply(protocol_events_reply(events, req->weight_bp));
+    check_reply(protocol_event_line(json_pack("{s:s}", "why", req->reason)));
+    check_reply(protocol_error_reply("not_supported", "%s is not supported in this version",
+                                     protocol_cmd_name(req->cmd)));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct protocol_request req;
+    struct protocol_error err;
+
+    if (size > FUZZ_MAX_BYTES)
+        return 0;
+    /* An exact copy, so that a read past size is caught by ASan. */
+    char *line = malloc(size > 0 ? size : 1);
+    check(line != NULL);
+    if (size > 0)
+        memcpy(line, data, size);
+    if (protocol_parse(line, size, &req, &err) < 0) {
+        check(known_code(err.code));
+        check(strlen(err.message) < PROTOCOL_MESSAGE_MAX);
+        check_reply(protocol_error_reply(err.code, "%s", err.message));
+    } else {
+        check_accepted(&req);
+        build_replies(&req);
+    }
+    free(line);
+    return 0;
+}
