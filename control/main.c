@@ -218,7 +218,7 @@ static int run(struct snapshot *snap, const struct options *o)
     if (ctl.reloader == NULL)
         goto out;
     /* Before the workers start: a socket that cannot be had is a start-up error. */
-    if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, cfg, svc)) == NULL)
+    if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, ctl.reloader, svc)) == NULL)
         goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
     ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);

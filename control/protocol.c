@@ -7,9 +7,12 @@
 #include "conf/cfgproxy.h"
 #include "conf/log.h"
 #include "control/protocol.h"
+#include "proxy/snapshot.h"
 
 /* Events replies leave this much of a line for {"ok":true,"events":[],...}. */
 #define EVENTS_ENVELOPE 64
+/* Bytes of a reply's list of problems or notes: well inside a 64 KiB line. */
+#define PROTOCOL_LIST_BUDGET (32 * 1024)
 
 typedef int (*parse_cb)(const json_t *obj, struct protocol_request *req,
                         struct protocol_error *err);
@@ -343,16 +346,31 @@ json_t *protocol_state_reply(const struct state *s)
     return json_pack("{s:b, s:o}", "ok", 1, "state", st);
 }
 
-/* Returns a new {"role":..., "servers":[...]} for one pool (borrowed). */
-static json_t *pool_json(const struct conf_pool *p, bool stable)
+json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index)
+{
+    const struct conf_server *srv = &snap->cfg->pools[pool].servers[index];
+    const struct server_state *st = snap->servers[pool][index];
+
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "pool", conf_colour_name(pool), "name",
+                     srv->name, "addr", srv->addr.text, "weight", (json_int_t)srv->weight, "admin",
+                     server_admin_name(server_state_admin(st)), "in_flight",
+                     (json_int_t)server_state_busy(st));
+}
+
+json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index)
+{
+    json_t *srv = protocol_server_json(snap, pool, index);
+
+    return srv != NULL ? json_pack("{s:b, s:o}", "ok", 1, "server", srv) : NULL;
+}
+
+/* Returns a new {"role":..., "servers":[...]} for one pool of snap. */
+static json_t *pool_json(const struct snapshot *snap, enum conf_colour pool, bool stable)
 {
     json_t *servers = json_array();
 
-    for (size_t i = 0; servers != NULL && i < p->nservers; i++) {
-        const struct conf_server *s = &p->servers[i];
-        json_t *o = json_pack("{s:s, s:s, s:I}", "name", s->name, "addr", s->addr.text, "weight",
-                              (json_int_t)s->weight);
-        if (o == NULL || json_array_append_new(servers, o) < 0) {
+    for (size_t i = 0; servers != NULL && i < snap->cfg->pools[pool].nservers; i++) {
+        if (json_array_append_new(servers, protocol_server_json(snap, pool, i)) < 0) {
             json_decref(servers);
             return NULL;
         }
@@ -362,16 +380,17 @@ static json_t *pool_json(const struct conf_pool *p, bool stable)
     return json_pack("{s:s, s:o}", "role", stable ? "stable" : "candidate", "servers", servers);
 }
 
-json_t *protocol_status_reply(const struct state *s, const struct conf_pool *pools)
+json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap)
 {
     json_t *reply = protocol_state_reply(s);
     json_t *all = json_object();
 
-    if (reply == NULL || all == NULL)
+    if (reply == NULL || all == NULL ||
+        json_object_set_new(reply, "persisted", json_boolean(persisted)) < 0)
         goto fail;
     for (int i = 0; i < CONF_COLOURS; i++) {
         enum conf_colour colour = (enum conf_colour)i;
-        json_t *p = pool_json(&pools[i], colour == s->stable);
+        json_t *p = pool_json(snap, colour, colour == s->stable);
         if (p == NULL || json_object_set_new(all, conf_colour_name(colour), p) < 0)
             goto fail;
     }
@@ -384,6 +403,53 @@ fail:
     json_decref(all);
     json_decref(reply);
     return NULL;
+}
+
+/* A new array of list's messages, cut to valid UTF-8 (a config file's bytes
+ * may be quoted in them), keeping to budget bytes in all. */
+static json_t *messages_json(const struct conf_errors *list, size_t budget)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < list->n; i++) {
+        char clean[PROTOCOL_MESSAGE_MAX];
+        size_t len;
+
+        state_text_copy(clean, sizeof(clean), list->msgs[i]);
+        len = strlen(clean) + 8; /* quotes, comma, escapes of a few characters */
+        if (len > budget)
+            break;
+        budget -= len;
+        if (json_array_append_new(arr, json_string(clean)) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *protocol_reload_reply(unsigned reloads, const struct conf_errors *notes)
+{
+    json_t *list = messages_json(notes, PROTOCOL_LIST_BUDGET);
+
+    return list != NULL ? json_pack("{s:b, s:I, s:o}", "ok", 1, "reloads", (json_int_t)reloads,
+                                    "notes", list)
+                        : NULL;
+}
+
+json_t *protocol_reload_refused(const struct conf_errors *errs)
+{
+    json_t *reply = errs->n > 1 ? protocol_error_reply("bad_config", "%s (and %zu more)",
+                                                       errs->msgs[0], errs->n - 1)
+                                : protocol_error_reply("bad_config", "%s", errs->msgs[0]);
+    json_t *list = messages_json(errs, PROTOCOL_LIST_BUDGET);
+
+    if (reply == NULL || list == NULL ||
+        json_object_set_new(json_object_get(reply, "error"), "details", list) < 0) {
+        json_decref(reply);
+        return NULL;
+    }
+    return reply;
 }
 
 /* A reply is one line, and clients read lines of at most line_max bytes:

@@ -23,6 +23,8 @@
 #include "conf/config.h"
 #include "control/state.h"
 
+struct snapshot;
+
 /* The commands, in the order of the protocol's table. */
 enum protocol_cmd {
     PROTOCOL_CMD_STATUS = 0,
@@ -88,9 +90,27 @@ json_t *protocol_state_json(const struct state *s);
 /* {"ok":true,"state":STATE} for s (borrowed). */
 json_t *protocol_state_reply(const struct state *s);
 
-/* The state reply plus "pools": each colour's role and servers, from pools
- * (borrowed, CONF_COLOURS entries). */
-json_t *protocol_status_reply(const struct state *s, const struct conf_pool *pools);
+/* The state reply plus "persisted" (false while the state file lags behind
+ * the state: a save is being retried) and "pools": each colour's role and
+ * servers (name, addr, weight, admin state, exchanges in flight) from snap
+ * (borrowed). */
+json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap);
+
+/* One server of snap: {"pool":..., "name":..., "addr":..., "weight":...,
+ * "admin":"enabled|draining|disabled", "in_flight":N}. */
+json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index);
+
+/* {"ok":true,"server":SERVER} after a server.* command. */
+json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index);
+
+/* {"ok":true,"reloads":N,"notes":[...]} after an applied reload; notes
+ * (borrowed) say what the operator might not expect. */
+json_t *protocol_reload_reply(unsigned reloads, const struct conf_errors *notes);
+
+/* {"ok":false,"error":{"code":"bad_config","message":FIRST (and how many
+ * more),"details":[EVERY PROBLEM]}} for a refused reload; errs borrowed, at
+ * least one. Long lists are cut to fit the line limit. */
+json_t *protocol_reload_refused(const struct conf_errors *errs);
 
 /* {"ok":true,"events":[...],"truncated":B} from events (stolen: a JSON array
  * of events_to_json() objects, oldest first). Drops the oldest events until

@@ -24,7 +24,9 @@
 
 #include "conf/log.h"
 #include "control/protocol.h"
+#include "control/reload.h"
 #include "control/socket.h"
+#include "proxy/snapshot.h"
 
 #define BACKLOG 64
 
@@ -45,7 +47,7 @@ static const struct timeval ctlsock_idle = {CTLSOCK_IDLE_S, 0};
 
 struct ctlsock {
     struct event_base *base;
-    const struct config *cfg;
+    struct reloader *reloader; /* the running config, and reload */
     struct service *svc;
     struct evconnlistener *listener;
     struct event *reaper; /* frees the dead list */
@@ -150,7 +152,8 @@ static json_t *cmd_status(struct client *c, const struct protocol_request *req)
 {
     const struct ctlsock *cs = c->cs;
 
-    return protocol_status_reply(service_state(cs->svc), cs->cfg->pools);
+    return protocol_status_reply(service_state(cs->svc), service_persisted(cs->svc),
+                                 reloader_current(cs->reloader));
 }
 
 /* Applies one state change on behalf of c. */
@@ -165,9 +168,18 @@ static json_t *apply_change(struct client *c, const struct protocol_request *req
     };
     struct state_error err = {0};
 
+    json_t *reply;
+
     if (service_apply(c->cs->svc, &ch, &err) < 0)
         return protocol_error_reply(protocol_code_of_state(err.code), "%s", err.message);
-    return protocol_state_reply(service_state(c->cs->svc));
+    reply = protocol_state_reply(service_state(c->cs->svc));
+    /* false: applied and published, but the state file lags (being retried). */
+    if (reply != NULL &&
+        json_object_set_new(reply, "persisted", json_boolean(service_persisted(c->cs->svc))) < 0) {
+        json_decref(reply);
+        return NULL;
+    }
+    return reply;
 }
 
 static json_t *cmd_weight(struct client *c, const struct protocol_request *req)
@@ -225,6 +237,58 @@ static json_t *cmd_events(struct client *c, const struct protocol_request *req)
     return protocol_events_reply(list, CTLSOCK_LINE_MAX);
 }
 
+/* Sets the admin state of one server in every worker at once (the state is
+ * one atomic that their round-robin reads). Kept across reloads, not across
+ * restarts. */
+static json_t *set_server_admin(struct client *c, const struct protocol_request *req,
+                                enum server_admin admin)
+{
+    const struct snapshot *snap = reloader_current(c->cs->reloader);
+    const char *pool = conf_colour_name(req->pool);
+    struct server_state *st;
+    size_t i;
+
+    if (!snapshot_find(snap, req->pool, req->server, &i))
+        return protocol_error_reply("unknown_server", "pool %s has no server %s/%s", pool, pool,
+                                    req->server);
+    st = snap->servers[req->pool][i];
+    if (server_state_admin(st) != admin)
+        log_info("server %s/%s: %s -> %s by %s", pool, req->server,
+                 server_admin_name(server_state_admin(st)), server_admin_name(admin), c->who);
+    atomic_store_explicit(&st->admin, admin, memory_order_relaxed);
+    return protocol_server_reply(snap, req->pool, i);
+}
+
+static json_t *cmd_server_disable(struct client *c, const struct protocol_request *req)
+{
+    return set_server_admin(c, req, SERVER_DISABLED);
+}
+
+static json_t *cmd_server_enable(struct client *c, const struct protocol_request *req)
+{
+    return set_server_admin(c, req, SERVER_ENABLED);
+}
+
+static json_t *cmd_server_drain(struct client *c, const struct protocol_request *req)
+{
+    return set_server_admin(c, req, SERVER_DRAINING);
+}
+
+static json_t *cmd_reload(struct client *c, const struct protocol_request *req)
+{
+    struct conf_errors errs = {0}, notes = {0};
+    json_t *reply;
+
+    log_info("reload requested by %s", c->who);
+    if (reloader_run(c->cs->reloader, &errs, &notes) < 0)
+        reply = protocol_reload_refused(&errs);
+    else
+        reply = protocol_reload_reply(reloader_count(c->cs->reloader), &notes);
+    conf_errors_clear(&errs);
+    conf_errors_clear(&notes);
+    return reply;
+}
+
 /* Commands whose arguments are checked but which this version does not
  * carry out yet. */
 static json_t *cmd_unsupported(struct client *c, const struct protocol_request *req)
@@ -242,10 +306,10 @@ static const command_cb handlers[PROTOCOL_CMDS] = {
     [PROTOCOL_CMD_PROMOTE] = cmd_promote,
     [PROTOCOL_CMD_ROLLBACK] = cmd_rollback,
     [PROTOCOL_CMD_EVENTS] = cmd_events,
-    [PROTOCOL_CMD_SERVER_DISABLE] = cmd_unsupported,
-    [PROTOCOL_CMD_SERVER_ENABLE] = cmd_unsupported,
-    [PROTOCOL_CMD_SERVER_DRAIN] = cmd_unsupported,
-    [PROTOCOL_CMD_RELOAD] = cmd_unsupported,
+    [PROTOCOL_CMD_SERVER_DISABLE] = cmd_server_disable,
+    [PROTOCOL_CMD_SERVER_ENABLE] = cmd_server_enable,
+    [PROTOCOL_CMD_SERVER_DRAIN] = cmd_server_drain,
+    [PROTOCOL_CMD_RELOAD] = cmd_reload,
     [PROTOCOL_CMD_ROLLOUT_START] = cmd_unsupported,
 };
 
@@ -418,7 +482,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         snprintf(c->who, sizeof(c->who), "uid:%lu", (unsigned long)cred.uid);
     else
         snprintf(c->who, sizeof(c->who), "uid:unknown");
-    if (!known || !peer_allowed(&cs->cfg->admin, &cred)) {
+    if (!known || !peer_allowed(&reloader_current(cs->reloader)->cfg->admin, &cred)) {
         client_send_last(c,
                          protocol_error_reply("forbidden",
                                               "%s (gid %ld) is in neither admin.allow_uids "
@@ -620,8 +684,9 @@ static void unlink_own_socket(const struct ctlsock *cs)
         log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
 }
 
-struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, struct service *svc)
+struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc)
 {
+    const struct config *cfg = reloader_current(reloader)->cfg;
     struct ctlsock *cs = calloc(1, sizeof(*cs));
     evutil_socket_t fd = -1;
     struct stat bound;
@@ -629,7 +694,7 @@ struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, s
     if (cs == NULL || (cs->path = strdup(cfg->admin.socket)) == NULL)
         goto nomem;
     cs->base = base;
-    cs->cfg = cfg;
+    cs->reloader = reloader;
     cs->svc = svc;
     cs->reaper = event_new(base, -1, 0, reap_cb, cs);
     cs->resume = event_new(base, -1, 0, accept_resume_cb, cs);

@@ -27,12 +27,16 @@
 
 struct ctlsock;
 
-/* Starts listening on cfg->admin.socket (must be set). A stale socket file
- * (nothing answers on it) is replaced; a live one, or a path that is not a
- * socket, is refused. base, cfg and svc are borrowed and must outlive the
+struct reloader;
+
+/* Starts listening on admin.socket of the running config (must be set). A
+ * stale socket file (nothing answers on it) is replaced; a live one, or a
+ * path that is not a socket, is refused. base, reloader (the running config;
+ * `reload` goes through it) and svc are borrowed and must outlive the
  * server. Returns a new server, or NULL with the reason logged. Registers
  * itself as svc's event listener. */
-struct ctlsock *ctlsock_new(struct event_base *base, const struct config *cfg, struct service *svc);
+struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader,
+                            struct service *svc);
 
 /* Closes every client and the listener, removes the socket file (only when
  * it is still the one this server bound) and the event listener. Accepts

@@ -114,14 +114,24 @@ void snapshot_unref(struct snapshot *snap)
     free(snap);
 }
 
-struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colour colour,
-                                     const char *name)
+bool snapshot_find(const struct snapshot *snap, enum conf_colour colour, const char *name,
+                   size_t *index)
 {
     const struct conf_pool *pool = &snap->cfg->pools[colour];
 
     for (size_t i = 0; i < pool->nservers; i++) {
-        if (strcmp(pool->servers[i].name, name) == 0)
-            return snap->servers[colour][i];
+        if (strcmp(pool->servers[i].name, name) == 0) {
+            *index = i;
+            return true;
+        }
     }
-    return NULL;
+    return false;
+}
+
+struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colour colour,
+                                     const char *name)
+{
+    size_t i;
+
+    return snapshot_find(snap, colour, name, &i) ? snap->servers[colour][i] : NULL;
 }

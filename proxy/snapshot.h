@@ -17,6 +17,7 @@
 #define SY_PROXY_SNAPSHOT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,10 @@ struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struc
 struct snapshot *snapshot_ref(struct snapshot *snap);
 /* Drops a reference; the last one frees. NULL is fine. */
 void snapshot_unref(struct snapshot *snap);
+
+/* Finds the server called name in pool colour: true with *index set. */
+bool snapshot_find(const struct snapshot *snap, enum conf_colour colour, const char *name,
+                   size_t *index);
 
 /* The state of the server called name in pool colour, or NULL. */
 struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colour colour,

@@ -13,6 +13,7 @@
 
 #include "conf/cfgproxy.h"
 #include "control/protocol.h"
+#include "proxy/snapshot.h"
 
 #define FUZZ_MAX_BYTES 4096
 
@@ -72,12 +73,30 @@ static void check_accepted(const struct protocol_request *req)
         check(req->server[0] == '\0');
 }
 
+/* One snapshot of one server per pool, made once. */
+static const struct snapshot *sample_snapshot(void)
+{
+    static const char text[] =
+        "{\"listen\": [{\"addr\": \"127.0.0.1:1\"}], \"pools\": {"
+        "\"blue\": {\"servers\": [{\"name\": \"s\", \"addr\": \"127.0.0.1:1\"}]},"
+        "\"green\": {\"servers\": [{\"name\": \"t\", \"addr\": \"127.0.0.1:2\"}]}}}";
+    static struct snapshot *snap;
+    struct conf_errors errs = {0};
+
+    if (snap == NULL) {
+        struct config *cfg = config_load_string(text, sizeof(text) - 1, "f.json", "/", &errs);
+        check(cfg != NULL);
+        snap = snapshot_new(cfg, 1, NULL);
+        check(snap != NULL);
+        conf_errors_clear(&errs);
+    }
+    return snap;
+}
+
 /* Builds every reply from the request's values, as a handler would. */
 static void build_replies(const struct protocol_request *req)
 {
     struct state s;
-    struct conf_server server = {.name = (char *)"s", .addr = {.text = "127.0.0.1:1"}, .weight = 1};
-    struct conf_pool pools[CONF_COLOURS] = {{&server, 1}, {&server, 1}};
 
     memset(&s, 0, sizeof(s));
     s.stable = req->pool;
@@ -88,7 +107,15 @@ static void build_replies(const struct protocol_request *req)
     memcpy(s.reason, req->reason, sizeof(s.reason));
     memcpy(s.updated_by, "uid:0", sizeof("uid:0"));
     check_reply(protocol_state_reply(&s));
-    check_reply(protocol_status_reply(&s, pools));
+    check_reply(protocol_status_reply(&s, req->follow, sample_snapshot()));
+    check_reply(protocol_server_reply(sample_snapshot(), req->pool, 0));
+
+    struct conf_errors notes = {0};
+    conf_errors_add(&notes, "%s", req->reason);
+    conf_errors_add(&notes, "%s", req->server);
+    check_reply(protocol_reload_reply(req->weight_bp, &notes));
+    check_reply(protocol_reload_refused(&notes));
+    conf_errors_clear(&notes);
 
     json_t *events = json_array();
     check(events != NULL);

@@ -137,10 +137,11 @@ bad '{"cmd":"status","":1}' bad_request
 # Control characters in a reason would forge lines in logs and terminals.
 bad '{"cmd":"rollback","reason":"ok\n2026 fake event"}' bad_request
 bad '{"cmd":"rollback","reason":"\u001b[31mred"}' bad_request
-bad '{"cmd":"server.drain","server":"blue/blue-1"}' not_supported
-r=$(ctl '{"cmd":"server.drain","server":"blue/blue-1"}')
+bad '{"cmd":"server.drain","server":"blue/nobody"}' unknown_server
+bad '{"cmd":"rollout.start"}' not_supported
+r=$(ctl '{"cmd":"rollout.start"}')
 sy_eq "not_supported names the command" "$(field "$r" .error.message)" \
-    "server.drain is not supported in this version"
+    "rollout.start is not supported in this version"
 r=$(ctl '{"cmd":"status"}')
 sy_eq "after the bad requests: still generation 2" "$(field "$r" .state.generation)" 2
 out=$(requests e)

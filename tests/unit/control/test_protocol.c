@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "control/protocol.h"
+#include "proxy/snapshot.h"
 
 /* Parses line, which must be accepted. */
 static struct protocol_request parse_ok(const char *line)
@@ -577,28 +578,90 @@ static void test_state_reply(void **unused)
     free(text);
 }
 
+/* A snapshot of blue b1 (weight 3) and green g1, g2 (weights 1, 2). */
+static struct snapshot *sample_snapshot(void)
+{
+    static const char text[] =
+        "{\"listen\": [{\"addr\": \"127.0.0.1:8080\"}], \"pools\": {"
+        "\"blue\": {\"servers\": [{\"name\": \"b1\", \"addr\": \"127.0.0.1:9001\", "
+        "\"weight\": 3}]}, "
+        "\"green\": {\"servers\": [{\"name\": \"g1\", \"addr\": \"127.0.0.1:9002\"}, "
+        "{\"name\": \"g2\", \"addr\": \"127.0.0.1:9003\", \"weight\": 2}]}}}";
+    struct conf_errors errs = {0};
+    struct config *cfg = config_load_string(text, sizeof(text) - 1, "t.json", "/", &errs);
+    struct snapshot *snap;
+
+    conf_errors_clear(&errs);
+    assert_non_null(cfg);
+    snap = snapshot_new(cfg, 2, NULL);
+    assert_non_null(snap);
+    return snap;
+}
+
 static void test_status_reply(void **unused)
 {
     struct state s = sample_state();
-    struct conf_server blue[] = {{.name = "b1", .addr = {.text = "127.0.0.1:9001"}, .weight = 3}};
-    struct conf_server green[] = {{.name = "g1", .addr = {.text = "127.0.0.1:9002"}, .weight = 1},
-                                  {.name = "g2", .addr = {.text = "127.0.0.1:9003"}, .weight = 2}};
-    struct conf_pool pools[CONF_COLOURS] = {{blue, 1}, {green, 2}};
+    struct snapshot *snap = sample_snapshot();
+    struct server_state *g2 = snapshot_server(snap, CONF_GREEN, "g2");
     (void)unused;
 
-    json_t *r = protocol_status_reply(&s, pools);
+    atomic_store(&g2->admin, SERVER_DRAINING);
+    server_state_busy_add(g2, 0, 2);
+    server_state_busy_add(g2, 1, 1);
+    json_t *r = protocol_status_reply(&s, false, snap);
     assert_non_null(r);
     assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_true(json_is_false(json_object_get(r, "persisted")));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "state"), "generation")),
                      42);
     char *text = dump(json_incref(json_object_get(r, "pools")));
-    assert_string_equal(text,
-                        "{\"blue\":{\"role\":\"candidate\",\"servers\":[{\"addr\":\"127.0.0.1:"
-                        "9001\",\"name\":\"b1\",\"weight\":3}]},\"green\":{\"role\":\"stable\","
-                        "\"servers\":[{\"addr\":\"127.0.0.1:9002\",\"name\":\"g1\",\"weight\":1},"
-                        "{\"addr\":\"127.0.0.1:9003\",\"name\":\"g2\",\"weight\":2}]}}");
+    assert_string_equal(
+        text, "{\"blue\":{\"role\":\"candidate\",\"servers\":[{\"addr\":\"127.0.0.1:9001\","
+              "\"admin\":\"enabled\",\"in_flight\":0,\"name\":\"b1\",\"pool\":\"blue\","
+              "\"weight\":3}]},\"green\":{\"role\":\"stable\",\"servers\":[{\"addr\":"
+              "\"127.0.0.1:9002\",\"admin\":\"enabled\",\"in_flight\":0,\"name\":\"g1\","
+              "\"pool\":\"green\",\"weight\":1},{\"addr\":\"127.0.0.1:9003\",\"admin\":"
+              "\"draining\",\"in_flight\":3,\"name\":\"g2\",\"pool\":\"green\",\"weight\":2}]}}");
     free(text);
     json_decref(r);
+    server_state_busy_add(g2, 0, -2);
+    server_state_busy_add(g2, 1, -1);
+    text = dump(protocol_server_reply(snap, CONF_GREEN, 1));
+    assert_string_equal(text, "{\"ok\":true,\"server\":{\"addr\":\"127.0.0.1:9003\",\"admin\":"
+                              "\"draining\",\"in_flight\":0,\"name\":\"g2\",\"pool\":\"green\","
+                              "\"weight\":2}}");
+    free(text);
+    snapshot_unref(snap);
+}
+
+static void test_reload_replies(void **unused)
+{
+    struct conf_errors list = {0};
+    char *text;
+    (void)unused;
+
+    text = dump(protocol_reload_reply(3, &list));
+    assert_string_equal(text, "{\"notes\":[],\"ok\":true,\"reloads\":3}");
+    free(text);
+    conf_errors_add(&list, "a.json:1:2: bogus: unknown key");
+    text = dump(protocol_reload_refused(&list));
+    assert_string_equal(text, "{\"error\":{\"code\":\"bad_config\",\"details\":[\"a.json:1:2: "
+                              "bogus: unknown key\"],\"message\":\"a.json:1:2: bogus: unknown "
+                              "key\"},\"ok\":false}");
+    free(text);
+    conf_errors_add(&list, "a.json: listen: changed \xff\xfe");
+    text = dump(protocol_reload_refused(&list));
+    assert_non_null(strstr(text, "\"message\":\"a.json:1:2: bogus: unknown key (and 1 more)\""));
+    assert_non_null(strstr(text, "\"a.json: listen: changed ??\"]")); /* valid UTF-8 only */
+    free(text);
+    /* A thousand problems still fit in one line. */
+    for (int i = 0; i < 1000; i++)
+        conf_errors_add(&list, "a.json:%d:1: k%d: %0400d", i, i, 0);
+    text = dump(protocol_reload_refused(&list));
+    assert_true(strlen(text) < 65536);
+    assert_non_null(strstr(text, "(and 1001 more)"));
+    free(text);
+    conf_errors_clear(&list);
 }
 
 static json_t *numbered_events(size_t n)
@@ -686,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_state_reply),
         cmocka_unit_test(test_status_reply),
+        cmocka_unit_test(test_reload_replies),
         cmocka_unit_test(test_events_reply_fits_a_line),
         cmocka_unit_test(test_event_line),
         cmocka_unit_test(test_state_codes),
