@@ -263,7 +263,9 @@ int ctl_render_refusal(FILE *out, const json_t *reply)
         fprintf(out, "switchyardctl: refused: %s: %s\n", code, message);
     else
         fprintf(out, "switchyardctl: refused: %s\n", code);
-    print_list(out, json_object_get(error, "details"));
+    /* One problem is the message already. */
+    if (json_array_size(json_object_get(error, "details")) > 1)
+        print_list(out, json_object_get(error, "details"));
     return 0;
 }
 

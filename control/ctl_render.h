@@ -40,9 +40,9 @@ int ctl_render_server(FILE *out, const char *cmd, const json_t *reply)
  * "reload: applied (reload N)", then each note. Returns 0 or -1. */
 int ctl_render_reload(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
-/* Prints "switchyardctl: refused: CODE: MESSAGE" for an ok:false reply, then
- * each string of the error's "details" (a refused reload lists every
- * problem there) on its own indented line. Returns 0, or -1 when the error
+/* Prints "switchyardctl: refused: CODE: MESSAGE" for an ok:false reply, then,
+ * when there are several, each string of the error's "details" (a refused
+ * reload lists every problem there) on its own indented line. Returns 0, or -1 when the error
  * object is missing or ill-typed. */
 int ctl_render_refusal(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
