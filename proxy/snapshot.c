@@ -17,6 +17,17 @@ const char *server_admin_name(enum server_admin a)
     return "unknown";
 }
 
+const char *server_health_name(enum server_health h)
+{
+    switch (h) {
+    case SERVER_UP:
+        return "up";
+    case SERVER_DOWN:
+        return "down";
+    }
+    return "unknown";
+}
+
 static struct server_state *server_state_new(unsigned nworkers)
 {
     struct server_state *st;
@@ -28,6 +39,7 @@ static struct server_state *server_state_new(unsigned nworkers)
     memset(st, 0, size);
     atomic_init(&st->refs, 1);
     atomic_init(&st->admin, SERVER_ENABLED);
+    atomic_init(&st->health, SERVER_UP);
     st->nworkers = nworkers;
     return st;
 }

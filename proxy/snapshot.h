@@ -39,16 +39,26 @@ struct server_busy {
     _Alignas(64) _Atomic uint32_t n;
 };
 
+/* What the active health checks last concluded (health/check.c). A server
+ * starts up: traffic is not held back while the first checks run. */
+enum server_health {
+    SERVER_UP,
+    SERVER_DOWN,
+};
+
+const char *server_health_name(enum server_health h);
+
 struct server_state {
     _Atomic unsigned refs;
-    _Atomic int admin; /* enum server_admin; written by the control thread */
+    _Atomic int admin;  /* enum server_admin; written by the control thread */
+    _Atomic int health; /* enum server_health; written by the control thread */
     unsigned nworkers;
     struct server_busy busy[]; /* [nworkers] */
 };
 
 struct snapshot {
     _Atomic unsigned refs;
-    struct config *cfg;                           /* owned */
+    struct config *cfg;                          /* owned */
     struct server_state **servers[CONF_COLOURS]; /* parallel to cfg->pools[c].servers */
     unsigned nworkers;
 };
@@ -73,6 +83,18 @@ struct server_state *snapshot_server(const struct snapshot *snap, enum conf_colo
 static inline enum server_admin server_state_admin(const struct server_state *st)
 {
     return (enum server_admin)atomic_load_explicit(&st->admin, memory_order_relaxed);
+}
+
+static inline enum server_health server_state_health(const struct server_state *st)
+{
+    return (enum server_health)atomic_load_explicit(&st->health, memory_order_relaxed);
+}
+
+/* True when the server may get new exchanges: enabled by the operator and
+ * not marked down by the health checks. */
+static inline bool server_state_in_rotation(const struct server_state *st)
+{
+    return server_state_admin(st) == SERVER_ENABLED && server_state_health(st) == SERVER_UP;
 }
 
 /* Called by the worker that owns counter `worker` only. */

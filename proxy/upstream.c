@@ -41,8 +41,8 @@ struct upstream_pool {
     struct snapshot *snap; /* holds the conf of the servers */
     enum conf_colour colour;
     unsigned worker;
-    unsigned refs;   /* the worker's while current, each session's, each connection's */
-    bool retired;    /* replaced by a reload: finishes what it has, takes nothing back */
+    unsigned refs; /* the worker's while current, each session's, each connection's */
+    bool retired;  /* replaced by a reload: finishes what it has, takes nothing back */
     struct upstream_server *servers;
     size_t n;
 };
@@ -124,7 +124,7 @@ void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *succ
         struct upstream_conn *c;
         while ((c = TAILQ_FIRST(&srv->idle)) != NULL) {
             if (heir == NULL || heir->nidle >= UPSTREAM_IDLE_MAX ||
-                server_state_admin(heir->state) != SERVER_ENABLED) {
+                !server_state_in_rotation(heir->state)) {
                 upstream_conn_free(c);
                 continue;
             }
@@ -155,8 +155,7 @@ struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t 
 
     for (size_t i = 0; i < pool->n; i++) {
         struct upstream_server *srv = &pool->servers[i];
-        if ((exclude & upstream_server_bit(srv)) ||
-            server_state_admin(srv->state) != SERVER_ENABLED)
+        if ((exclude & upstream_server_bit(srv)) || !server_state_in_rotation(srv->state))
             continue;
         srv->current += srv->conf->weight;
         total += srv->conf->weight;
@@ -257,7 +256,7 @@ void upstream_conn_release(struct upstream_conn *conn)
     busy_set(conn, false);
     /* A server taken out of rotation keeps no connections open to it. */
     if (srv->nidle >= UPSTREAM_IDLE_MAX || srv->pool->retired ||
-        server_state_admin(srv->state) != SERVER_ENABLED) {
+        !server_state_in_rotation(srv->state)) {
         upstream_conn_free(conn);
         return;
     }

@@ -50,7 +50,7 @@ void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *succ
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
 
 /* Picks a server by smooth weighted round-robin, skipping those an operator
- * took out of rotation and those whose index bit is set in exclude (servers
+ * took out of rotation or the health checks marked down, and those whose index bit is set in exclude (servers
  * already tried for this request). Returns the server (borrowed) or NULL when
  * none is left. */
 struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t exclude);
