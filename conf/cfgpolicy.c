@@ -84,7 +84,7 @@ void cfgpolicy_health(struct cfgwalk *w, const json_t *root, struct conf_health 
 void cfgpolicy_detector(struct cfgwalk *w, const json_t *root, struct conf_detector *d)
 {
     static const struct cfgwalk_field fields[] = {
-        F(struct conf_detector, "window_s", CFGWALK_U32, window_s, 1, 3600, false),
+        F(struct conf_detector, "window_s", CFGWALK_U32, window_s, 1, 60, false),
         F(struct conf_detector, "min_requests", CFGWALK_U32, min_requests, 1, 1e9, false),
         F(struct conf_detector, "max_error_rate", CFGWALK_DOUBLE, max_error_rate, 0, 1, false),
         F(struct conf_detector, "max_error_ratio", CFGWALK_DOUBLE, max_error_ratio, 1, INFINITY,

@@ -418,8 +418,8 @@ void config_warn_inactive(const struct config *cfg, FILE *out)
         bool on;
         const char *name;
     } sections[] = {
-        {cfg->health.enabled, "health"},     {cfg->detector.enabled, "detector"},
-        {cfg->rollout.enabled, "rollout"},   {cfg->redis.enabled, "redis"},
+        {cfg->rollout.enabled, "rollout"},
+        {cfg->redis.enabled, "redis"},
         {cfg->admin.has_http, "admin.http"},
     };
 

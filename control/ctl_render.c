@@ -71,7 +71,7 @@ static void print_state(FILE *out, const struct view *v)
 
 /* Column widths of the server table; start at the headers' widths. */
 struct widths {
-    int pool, name, addr, weight, role, state;
+    int pool, name, addr, weight, role, state, busy;
 };
 
 static int num_width(json_int_t n)
@@ -124,6 +124,8 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
             const char *st = server_state_text(s);
             json_int_t weight = json_integer_value(json_object_get(s, "weight"));
             json_int_t busy = json_integer_value(json_object_get(s, "in_flight"));
+            /* Servers of an older switchyard have no health field. */
+            const char *health = str_or(s, "health", "-");
 
             if (name == NULL)
                 return -1;
@@ -135,11 +137,12 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
                 widen(&w->weight, num_width(weight));
                 widen(&w->role, (int)strlen(role));
                 widen(&w->state, (int)strlen(st));
+                widen(&w->busy, num_width(busy));
                 continue;
             }
-            fprintf(out, "%-*s  %-*s  %-*s  %*lld  %-*s  %-*s  %lld\n", w->pool, pool, w->name,
+            fprintf(out, "%-*s  %-*s  %-*s  %*lld  %-*s  %-*s  %*lld  %s\n", w->pool, pool, w->name,
                     name, w->addr, addr, w->weight, (long long)weight, w->role, role, w->state, st,
-                    (long long)busy);
+                    w->busy, (long long)busy, health);
         }
     }
     return count;
@@ -148,7 +151,8 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
 int ctl_render_status(FILE *out, const json_t *reply)
 {
     const json_t *pools = json_object_get(reply, "pools");
-    struct widths w = {4, 6, 4, 6, 4, 5}; /* POOL, SERVER, ADDR, WEIGHT, ROLE, STATE */
+    /* POOL, SERVER, ADDR, WEIGHT, ROLE, STATE, IN FLIGHT */
+    struct widths w = {4, 6, 4, 6, 4, 5, 9};
     struct view v;
 
     if (view_get(json_object_get(reply, "state"), &v) < 0)
@@ -160,8 +164,9 @@ int ctl_render_status(FILE *out, const json_t *reply)
     print_state(out, &v);
     if (pools == NULL || json_object_size(pools) == 0)
         return 0;
-    fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %s\n", w.pool, "POOL", w.name, "SERVER",
-            w.addr, "ADDR", w.weight, "WEIGHT", w.role, "ROLE", w.state, "STATE", "IN FLIGHT");
+    fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %*s  %s\n", w.pool, "POOL", w.name, "SERVER",
+            w.addr, "ADDR", w.weight, "WEIGHT", w.role, "ROLE", w.state, "STATE", w.busy,
+            "IN FLIGHT", "HEALTH");
     return walk_servers(out, pools, &w) < 0 ? -1 : 0;
 }
 

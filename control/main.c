@@ -13,9 +13,11 @@
 #include "conf/config.h"
 #include "conf/log.h"
 #include "control/embedded_config.h"
+#include "control/guard.h"
 #include "control/reload.h"
 #include "control/service.h"
 #include "control/socket.h"
+#include "health/check.h"
 #include "proxy/route.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
@@ -58,6 +60,9 @@ struct control {
     struct event_base *base;
     struct proxy *proxy;
     struct reloader *reloader;
+    struct guard *guard;
+    struct health_checker *checker;
+    struct snapshot *checked; /* the config the checks run on (referenced) */
     struct event *drain_poll;
     struct event *drain_deadline;
     bool draining;
@@ -188,6 +193,47 @@ static void hup_signal_cb(evutil_socket_t sig, short what, void *arg)
     conf_errors_clear(&notes);
 }
 
+/* The checks write a server's health flag, which every worker's round-robin
+ * reads. */
+static void server_health_cb(void *handle, bool up, void *arg)
+{
+    struct server_state *st = handle;
+
+    atomic_store_explicit(&st->health, up ? SERVER_UP : SERVER_DOWN, memory_order_relaxed);
+}
+
+/* Points the health checks at snap's servers. ctl->checked keeps snap, and
+ * so the server states the checks write, alive. Returns 0 or -1 (out of
+ * memory: the checks run as before). */
+static int checks_retarget(struct control *ctl, struct snapshot *snap)
+{
+    const struct config *cfg = snap->cfg;
+    size_t n = cfg->pools[CONF_BLUE].nservers + cfg->pools[CONF_GREEN].nservers, k = 0;
+    struct health_target *targets = calloc(n, sizeof(*targets));
+
+    if (targets == NULL)
+        return -1;
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        for (size_t i = 0; i < cfg->pools[c].nservers; i++)
+            targets[k++] = (struct health_target){(enum conf_colour)c, &cfg->pools[c].servers[i],
+                                                  snap->servers[c][i]};
+    }
+    int rc = health_checker_set(ctl->checker, &cfg->health, targets, n);
+    free(targets);
+    if (rc < 0)
+        return -1;
+    snapshot_unref(ctl->checked);
+    ctl->checked = snapshot_ref(snap);
+    return 0;
+}
+
+static void reload_applied_cb(struct snapshot *snap, void *arg)
+{
+    if (checks_retarget(arg, snap) < 0)
+        log_error("health checks: out of memory: they keep checking the previous config's "
+                  "servers");
+}
+
 static void log_start(const struct config *cfg, const struct route_split *split)
 {
     struct route_view v = route_split_get(split);
@@ -217,8 +263,16 @@ static int run(struct snapshot *snap, const struct options *o)
     ctl.reloader = reloader_new(o->config_path, o->threads >= 0, snap, ctl.proxy, svc);
     if (ctl.reloader == NULL)
         goto out;
+    ctl.guard = guard_new(ctl.base, ctl.proxy, svc, ctl.reloader);
+    if (ctl.guard == NULL)
+        goto out;
+    ctl.checker = health_checker_new(ctl.base, server_health_cb, NULL);
+    if (ctl.checker == NULL || checks_retarget(&ctl, snap) < 0)
+        goto out;
+    reloader_on_applied(ctl.reloader, reload_applied_cb, &ctl);
     /* Before the workers start: a socket that cannot be had is a start-up error. */
-    if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, ctl.reloader, svc)) == NULL)
+    if (cfg->admin.socket != NULL &&
+        (sock = ctlsock_new(ctl.base, ctl.reloader, svc, ctl.checker)) == NULL)
         goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
     ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);
@@ -237,6 +291,9 @@ static int run(struct snapshot *snap, const struct options *o)
     rc = 0;
 out:
     ctlsock_free(sock);
+    guard_free(ctl.guard);
+    health_checker_free(ctl.checker);
+    snapshot_unref(ctl.checked);
     reloader_free(ctl.reloader);
     proxy_free(ctl.proxy);
     service_free(svc);

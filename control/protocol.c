@@ -7,6 +7,7 @@
 #include "conf/cfgproxy.h"
 #include "conf/log.h"
 #include "control/protocol.h"
+#include "health/check.h"
 #include "proxy/snapshot.h"
 
 /* Events replies leave this much of a line for {"ok":true,"events":[],...}. */
@@ -346,31 +347,53 @@ json_t *protocol_state_reply(const struct state *s)
     return json_pack("{s:b, s:o}", "ok", 1, "state", st);
 }
 
-json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index)
+/* Adds "checked" and "checked_at" to srv (stolen: freed on failure) when
+ * the checks have results for it. */
+static json_t *add_check_result(json_t *srv, const struct health_status *hs)
+{
+    char when[96];
+
+    if (srv == NULL || hs == NULL || !hs->checked)
+        return srv;
+    log_format_time(hs->last_ms, when, sizeof(when));
+    if (json_object_set_new(srv, "checked", json_string(hs->last)) < 0 ||
+        json_object_set_new(srv, "checked_at", json_string(when)) < 0) {
+        json_decref(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index,
+                             const struct health_checker *hc)
 {
     const struct conf_server *srv = &snap->cfg->pools[pool].servers[index];
     const struct server_state *st = snap->servers[pool][index];
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:I, s:s, s:I, s:s}", "pool", conf_colour_name(pool), "name", srv->name,
+        "addr", srv->addr.text, "weight", (json_int_t)srv->weight, "admin",
+        server_admin_name(server_state_admin(st)), "in_flight", (json_int_t)server_state_busy(st),
+        "health", server_health_name(server_state_health(st)));
 
-    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "pool", conf_colour_name(pool), "name",
-                     srv->name, "addr", srv->addr.text, "weight", (json_int_t)srv->weight, "admin",
-                     server_admin_name(server_state_admin(st)), "in_flight",
-                     (json_int_t)server_state_busy(st));
+    return add_check_result(j, hc != NULL ? health_checker_status(hc, pool, srv->name) : NULL);
 }
 
-json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index)
+json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index,
+                              const struct health_checker *hc)
 {
-    json_t *srv = protocol_server_json(snap, pool, index);
+    json_t *srv = protocol_server_json(snap, pool, index, hc);
 
     return srv != NULL ? json_pack("{s:b, s:o}", "ok", 1, "server", srv) : NULL;
 }
 
 /* Returns a new {"role":..., "servers":[...]} for one pool of snap. */
-static json_t *pool_json(const struct snapshot *snap, enum conf_colour pool, bool stable)
+static json_t *pool_json(const struct snapshot *snap, enum conf_colour pool, bool stable,
+                         const struct health_checker *hc)
 {
     json_t *servers = json_array();
 
     for (size_t i = 0; servers != NULL && i < snap->cfg->pools[pool].nservers; i++) {
-        if (json_array_append_new(servers, protocol_server_json(snap, pool, i)) < 0) {
+        if (json_array_append_new(servers, protocol_server_json(snap, pool, i, hc)) < 0) {
             json_decref(servers);
             return NULL;
         }
@@ -380,7 +403,8 @@ static json_t *pool_json(const struct snapshot *snap, enum conf_colour pool, boo
     return json_pack("{s:s, s:o}", "role", stable ? "stable" : "candidate", "servers", servers);
 }
 
-json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap)
+json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap,
+                              const struct health_checker *hc)
 {
     json_t *reply = protocol_state_reply(s);
     json_t *all = json_object();
@@ -390,7 +414,7 @@ json_t *protocol_status_reply(const struct state *s, bool persisted, const struc
         goto fail;
     for (int i = 0; i < CONF_COLOURS; i++) {
         enum conf_colour colour = (enum conf_colour)i;
-        json_t *p = pool_json(snap, colour, colour == s->stable);
+        json_t *p = pool_json(snap, colour, colour == s->stable, hc);
         if (p == NULL || json_object_set_new(all, conf_colour_name(colour), p) < 0)
             goto fail;
     }

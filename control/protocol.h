@@ -23,6 +23,7 @@
 #include "conf/config.h"
 #include "control/state.h"
 
+struct health_checker;
 struct snapshot;
 
 /* The commands, in the order of the protocol's table. */
@@ -92,16 +93,20 @@ json_t *protocol_state_reply(const struct state *s);
 
 /* The state reply plus "persisted" (false while the state file lags behind
  * the state: a save is being retried) and "pools": each colour's role and
- * servers (name, addr, weight, admin state, exchanges in flight) from snap
- * (borrowed). */
-json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap);
+ * servers (protocol_server_json()) from snap and hc (both borrowed). */
+json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap,
+                              const struct health_checker *hc);
 
 /* One server of snap: {"pool":..., "name":..., "addr":..., "weight":...,
- * "admin":"enabled|draining|disabled", "in_flight":N}. */
-json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index);
+ * "admin":"enabled|draining|disabled", "in_flight":N, "health":"up|down"},
+ * plus, once the health checks (hc, borrowed; NULL: none) have checked it,
+ * "checked": the last check's result and "checked_at": when it ended. */
+json_t *protocol_server_json(const struct snapshot *snap, enum conf_colour pool, size_t index,
+                             const struct health_checker *hc);
 
 /* {"ok":true,"server":SERVER} after a server.* command. */
-json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index);
+json_t *protocol_server_reply(const struct snapshot *snap, enum conf_colour pool, size_t index,
+                              const struct health_checker *hc);
 
 /* {"ok":true,"reloads":N,"notes":[...]} after an applied reload; notes
  * (borrowed) say what the operator might not expect. */

@@ -17,6 +17,8 @@ struct reloader {
     struct proxy *proxy;
     struct service *svc;
     unsigned count;
+    reloader_applied_cb on_applied; /* NULL: nobody to tell */
+    void *on_applied_arg;
 };
 
 static bool same_str(const char *a, const char *b)
@@ -36,7 +38,8 @@ static bool same_listeners(const struct config *a, const struct config *b)
     for (size_t i = 0; i < a->nlisten; i++) {
         const struct conf_listen *x = &a->listen[i], *y = &b->listen[i];
         if (!same_addr(&x->addr, &y->addr) || x->has_tls != y->has_tls ||
-            (x->has_tls && (!same_str(x->tls.cert, y->tls.cert) || !same_str(x->tls.key, y->tls.key))))
+            (x->has_tls &&
+             (!same_str(x->tls.cert, y->tls.cert) || !same_str(x->tls.key, y->tls.key))))
             return false;
     }
     return true;
@@ -108,8 +111,8 @@ size_t reload_check(const struct config *running, const struct config *next,
     return errs->n - before;
 }
 
-void reload_notes(const struct config *running, const struct config *next,
-                  const struct state *live, struct conf_errors *notes)
+void reload_notes(const struct config *running, const struct config *next, const struct state *live,
+                  struct conf_errors *notes)
 {
     const struct conf_routing *was = &running->routing, *now = &next->routing;
 
@@ -152,6 +155,12 @@ void reloader_free(struct reloader *r)
 struct snapshot *reloader_current(const struct reloader *r)
 {
     return r->snap;
+}
+
+void reloader_on_applied(struct reloader *r, reloader_applied_cb cb, void *arg)
+{
+    r->on_applied = cb;
+    r->on_applied_arg = arg;
 }
 
 unsigned reloader_count(const struct reloader *r)
@@ -205,5 +214,7 @@ int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_error
     r->snap = snap;
     r->count++;
     log_info("reload %u: %s applied", r->count, r->path);
+    if (r->on_applied != NULL)
+        r->on_applied(snap, r->on_applied_arg);
     return 0;
 }

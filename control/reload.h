@@ -27,8 +27,8 @@ size_t reload_check(const struct config *running, const struct config *next,
 
 /* Appends to notes what a reload from running to next does that an operator
  * might not expect (live state wins over routing.*). */
-void reload_notes(const struct config *running, const struct config *next,
-                  const struct state *live, struct conf_errors *notes);
+void reload_notes(const struct config *running, const struct config *next, const struct state *live,
+                  struct conf_errors *notes);
 
 struct reloader;
 
@@ -44,12 +44,19 @@ void reloader_free(struct reloader *r);
  * next reload). */
 struct snapshot *reloader_current(const struct reloader *r);
 
+/* Called after each applied reload with the new running config (borrowed:
+ * take a reference to keep it). */
+typedef void (*reloader_applied_cb)(struct snapshot *snap, void *arg);
+
+/* Sets the one callback told of applied reloads (NULL: none). */
+void reloader_on_applied(struct reloader *r, reloader_applied_cb cb, void *arg);
+
 /* How many reloads were applied since start. */
 unsigned reloader_count(const struct reloader *r);
 
 /* Re-reads the file and, when it is valid and applicable, switches every
- * worker to it and reopens the access and audit logs (log rotation). Returns 0 (notes may hold remarks), or -1 with every problem
- * in errs and nothing changed. Everything is logged too. */
+ * worker to it and reopens the access and audit logs (log rotation). Returns 0 (notes may hold
+ * remarks), or -1 with every problem in errs and nothing changed. Everything is logged too. */
 int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_errors *notes);
 
 #endif

@@ -49,6 +49,7 @@ struct ctlsock {
     struct event_base *base;
     struct reloader *reloader; /* the running config, and reload */
     struct service *svc;
+    const struct health_checker *health; /* check results for status; may be NULL */
     struct evconnlistener *listener;
     struct event *reaper; /* frees the dead list */
     char *path;
@@ -153,7 +154,7 @@ static json_t *cmd_status(struct client *c, const struct protocol_request *req)
     const struct ctlsock *cs = c->cs;
 
     return protocol_status_reply(service_state(cs->svc), service_persisted(cs->svc),
-                                 reloader_current(cs->reloader));
+                                 reloader_current(cs->reloader), cs->health);
 }
 
 /* Applies one state change on behalf of c. */
@@ -256,7 +257,7 @@ static json_t *set_server_admin(struct client *c, const struct protocol_request 
         log_info("server %s/%s: %s -> %s by %s", pool, req->server,
                  server_admin_name(server_state_admin(st)), server_admin_name(admin), c->who);
     atomic_store_explicit(&st->admin, admin, memory_order_relaxed);
-    return protocol_server_reply(snap, req->pool, i);
+    return protocol_server_reply(snap, req->pool, i, c->cs->health);
 }
 
 static json_t *cmd_server_disable(struct client *c, const struct protocol_request *req)
@@ -684,7 +685,8 @@ static void unlink_own_socket(const struct ctlsock *cs)
         log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
 }
 
-struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc)
+struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc,
+                            const struct health_checker *health)
 {
     const struct config *cfg = reloader_current(reloader)->cfg;
     struct ctlsock *cs = calloc(1, sizeof(*cs));
@@ -696,6 +698,7 @@ struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, 
     cs->base = base;
     cs->reloader = reloader;
     cs->svc = svc;
+    cs->health = health;
     cs->reaper = event_new(base, -1, 0, reap_cb, cs);
     cs->resume = event_new(base, -1, 0, accept_resume_cb, cs);
     if (cs->reaper == NULL || cs->resume == NULL)

@@ -27,16 +27,18 @@
 
 struct ctlsock;
 
+struct health_checker;
 struct reloader;
 
 /* Starts listening on admin.socket of the running config (must be set). A
  * stale socket file (nothing answers on it) is replaced; a live one, or a
  * path that is not a socket, is refused. base, reloader (the running config;
- * `reload` goes through it) and svc are borrowed and must outlive the
- * server. Returns a new server, or NULL with the reason logged. Registers
- * itself as svc's event listener. */
-struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader,
-                            struct service *svc);
+ * `reload` goes through it), svc and health (the checks' results for
+ * `status`; may be NULL) are borrowed and must outlive the server. Returns a
+ * new server, or NULL with the reason logged. Registers itself as svc's
+ * event listener. */
+struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc,
+                            const struct health_checker *health);
 
 /* Closes every client and the listener, removes the socket file (only when
  * it is still the one this server bound) and the event listener. Accepts

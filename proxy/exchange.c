@@ -27,6 +27,7 @@
 #include "proxy/route.h"
 #include "proxy/session-t.h"
 #include "proxy/session.h"
+#include "proxy/signals.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
@@ -134,6 +135,17 @@ void exchange_start(struct session *s)
     }
 }
 
+/* One attempt on the current upstream server ended: into the worker's
+ * windows, and the instant flip's count. why (may be NULL) names a failure. */
+static void record(struct session *s, enum outcome_kind kind, int status, const char *why)
+{
+    struct outcome o = {.kind = kind, .status = status};
+
+    if (kind == OUTCOME_RESPONSE)
+        o.latency_us = (uint64_t)(s->upstream_ms * 1000.0);
+    signals_record(s->w, upstream_conn_server(s->up), &o, why);
+}
+
 /* The connection attempt failed: try the next server of the same pool.
  * Nothing was sent yet, so this is always safe. */
 void exchange_connect_failed(struct session *s, const char *why)
@@ -147,6 +159,7 @@ void exchange_connect_failed(struct session *s, const char *why)
         log_warn("upstream %s (%s): %s", upstream_server_conf(srv)->name,
                  upstream_server_conf(srv)->addr.text, why);
     last_warn = now;
+    record(s, OUTCOME_CONNECT_ERROR, 0, why);
     s->tried |= upstream_server_bit(srv);
     drop_upstream(s);
     exchange_start(s);
@@ -261,6 +274,7 @@ static int on_response_head(struct session *s, const struct http1_response *res,
     struct forward_response_opts fo = {0};
 
     if (upgrade && !(s->flags & SESSION_FL_UPGRADE)) {
+        record(s, OUTCOME_RESPONSE, 502, "switched protocols unasked");
         session_respond_error(s, 502, "upstream switched protocols unasked");
         return -1;
     }
@@ -285,6 +299,7 @@ static int on_response_head(struct session *s, const struct http1_response *res,
     fo.keepalive_10 = s->client_minor == 0 && !fo.close;
     s->status = res->status;
     s->upstream_ms = ms_since(&s->t_sent);
+    record(s, OUTCOME_RESPONSE, res->status, NULL);
     s->flags |= SESSION_FL_RESP_HEAD;
     relay_body_init(&s->resp, res->body, res->content_length);
     if (forward_response_head(client_out(s), res, &fo) < 0) {
@@ -301,12 +316,14 @@ static int on_response_head(struct session *s, const struct http1_response *res,
 /* The upstream closed before a whole response head came. */
 static void upstream_gone(struct session *s)
 {
+    const char *why = (s->flags & SESSION_FL_UP_BYTES)
+                          ? "upstream closed the connection in the middle of its response head"
+                          : "upstream closed the connection without answering";
+
     if (try_replay(s))
         return;
-    session_respond_error(s, 502,
-                          (s->flags & SESSION_FL_UP_BYTES)
-                              ? "upstream closed the connection in the middle of its response head"
-                              : "upstream closed the connection without answering");
+    record(s, OUTCOME_RESET, 0, why);
+    session_respond_error(s, 502, why);
 }
 
 /* Parses response heads until the final one went to the client. Returns
@@ -330,9 +347,11 @@ static bool pump_response_head(struct session *s)
             return false;
         }
         if (r < 0) {
-            session_respond_error(s, 502,
-                                  r == HTTP1_TOO_LARGE ? "upstream response head too large"
-                                                       : "malformed upstream response");
+            const char *why = r == HTTP1_TOO_LARGE ? "upstream response head too large"
+                                                   : "malformed upstream response";
+            /* The server broke the protocol: an error of that server. */
+            record(s, OUTCOME_RESPONSE, 502, why);
+            session_respond_error(s, 502, why);
             return false;
         }
         int done = on_response_head(s, &res, (size_t)r);
@@ -402,14 +421,27 @@ static void up_write_cb(struct conn *c, void *arg)
 /* A socket error or an idle timeout on the upstream during an exchange. */
 static void upstream_failed(struct session *s, short what)
 {
-    if (!(s->flags & SESSION_FL_RESP_HEAD) && (what & CONN_EV_ERROR) && try_replay(s))
+    bool answered = s->flags & SESSION_FL_RESP_HEAD; /* its outcome is recorded already */
+
+    if (!answered && (what & CONN_EV_ERROR) && try_replay(s))
         return;
-    if (what & CONN_EV_TIMEOUT)
-        session_respond_error(s, 504,
-                              (what & CONN_EV_READING) ? "upstream stopped sending"
-                                                       : "upstream stopped reading the request");
-    else
-        session_respond_error(s, 502, "upstream connection failed");
+    if (what & CONN_EV_TIMEOUT) {
+        const char *why = (what & CONN_EV_READING) ? "upstream stopped sending"
+                                                   : "upstream stopped reading the request";
+        if (!answered)
+            record(s, OUTCOME_TIMEOUT, 0, why);
+        session_respond_error(s, 504, why);
+        return;
+    }
+    if (!answered)
+        record(s, OUTCOME_RESET, 0, "upstream connection failed");
+    session_respond_error(s, 502, "upstream connection failed");
+}
+
+void exchange_timed_out(struct session *s)
+{
+    record(s, OUTCOME_TIMEOUT, 0, "no answer within timeouts_ms.upstream_header");
+    session_respond_error(s, 504, "upstream did not answer in time");
 }
 
 static void up_event_cb(struct conn *c, short what, void *arg)

@@ -16,13 +16,18 @@ struct session;
 
 /* Sends the request whose head waits in s->req_head to a server of s->pool:
  * at once on an idle connection (state EXCHANGE), or after a new connection
- * is made (state CONNECT). With no server left to try, answers 502. */
+ * is made (state CONNECT). With no server left to try, answers 502 (503
+ * when none was in rotation). */
 void exchange_start(struct session *s);
 
 /* The connection attempt of s (state CONNECT) failed, for the reason why
  * (borrowed, only logged): marks the server tried and goes on with the next
  * one, as exchange_start() does. */
 void exchange_connect_failed(struct session *s, const char *why);
+
+/* No response head within timeouts_ms.upstream_header (state EXCHANGE):
+ * counts a timeout against the server and answers 504. */
+void exchange_timed_out(struct session *s);
 
 /* Relays what the upstream sent: response heads, then the body. Finishes
  * the exchange when the body went down whole. For state EXCHANGE. */

@@ -25,6 +25,21 @@ void route_split_set(struct route_split *rs, enum conf_colour stable, uint32_t c
     atomic_store_explicit(&rs->word, split_pack(stable, candidate_bp), memory_order_release);
 }
 
+bool route_split_drop_candidate(struct route_split *rs, enum conf_colour stable)
+{
+    uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);
+    uint32_t dropped = split_pack(stable, 0);
+
+    /* A failed swap reloads w: retry while the same stable still sends the
+     * candidate something (a concurrent weight change), give up otherwise. */
+    while ((w & ~SPLIT_BP_MASK) == dropped && (w & SPLIT_BP_MASK) != 0) {
+        if (atomic_compare_exchange_weak_explicit(&rs->word, &w, dropped, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return true;
+    }
+    return false;
+}
+
 struct route_view route_split_get(const struct route_split *rs)
 {
     uint32_t w = atomic_load_explicit(&rs->word, memory_order_acquire);

@@ -40,6 +40,11 @@ void route_split_init(struct route_split *rs, enum conf_colour stable, uint32_t 
 void route_split_set(struct route_split *rs, enum conf_colour stable, uint32_t candidate_bp);
 struct route_view route_split_get(const struct route_split *rs);
 
+/* The instant flip: sets the candidate weight to 0 if stable is still the
+ * stable colour and the candidate still gets traffic. Returns true when this
+ * call made the change (safe from any thread: one compare-and-swap). */
+bool route_split_drop_candidate(struct route_split *rs, enum conf_colour stable);
+
 /* The bucket of a sticky key (any bytes). */
 uint32_t route_bucket_of_key(const char *key, size_t len);
 

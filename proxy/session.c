@@ -552,7 +552,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         exchange_connect_failed(s, "connect timed out");
         break;
     case SESSION_EXCHANGE:
-        session_respond_error(s, 504, "upstream did not answer in time");
+        exchange_timed_out(s);
         break;
     case SESSION_LINGER:
         session_close(s, "closed");

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health/window.h"
+
 const char *server_admin_name(enum server_admin a)
 {
     switch (a) {
@@ -46,8 +48,30 @@ static struct server_state *server_state_new(unsigned nworkers)
 
 static void server_state_unref(struct server_state *st)
 {
-    if (st != NULL && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
-        free(st);
+    if (st == NULL || atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (unsigned i = 0; i < st->nworkers; i++)
+        window_free(atomic_load_explicit(&st->busy[i].win, memory_order_acquire));
+    free(st);
+}
+
+struct window *server_state_window(struct server_state *st, unsigned worker)
+{
+    struct window *w = atomic_load_explicit(&st->busy[worker].win, memory_order_relaxed);
+
+    if (w == NULL && (w = window_new()) != NULL)
+        atomic_store_explicit(&st->busy[worker].win, w, memory_order_release);
+    return w;
+}
+
+void server_state_sum(const struct server_state *st, int64_t now_s, unsigned seconds,
+                      struct window_sum *sum)
+{
+    for (unsigned i = 0; i < st->nworkers; i++) {
+        const struct window *w = atomic_load_explicit(&st->busy[i].win, memory_order_acquire);
+        if (w != NULL)
+            window_sum_add(sum, w, now_s, seconds);
+    }
 }
 
 uint32_t server_state_busy(const struct server_state *st)

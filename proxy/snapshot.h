@@ -33,10 +33,15 @@ enum server_admin {
 
 const char *server_admin_name(enum server_admin a);
 
-/* One counter per worker, each on its own cache line and written only by its
- * worker: counting costs no shared read-modify-write on the request path. */
+struct window;
+struct window_sum;
+
+/* One worker's view of a server, on its own cache line and written only by
+ * that worker: counting costs no shared read-modify-write on the request
+ * path. */
 struct server_busy {
-    _Alignas(64) _Atomic uint32_t n;
+    _Alignas(64) _Atomic uint32_t n;   /* exchanges in flight */
+    _Atomic(struct window *) win;      /* outcomes; made at the first one */
 };
 
 /* What the active health checks last concluded (health/check.c). A server
@@ -108,5 +113,13 @@ static inline void server_state_busy_add(struct server_state *st, unsigned worke
 
 /* Exchanges in flight on the server, all workers (a moment's view). */
 uint32_t server_state_busy(const struct server_state *st);
+
+/* The outcome window of worker `worker` for the server, made on first use
+ * (by that worker only). NULL when out of memory. */
+struct window *server_state_window(struct server_state *st, unsigned worker);
+
+/* Adds every worker's outcomes of the last `seconds` up to now_s to *sum. */
+void server_state_sum(const struct server_state *st, int64_t now_s, unsigned seconds,
+                      struct window_sum *sum);
 
 #endif

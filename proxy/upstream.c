@@ -177,6 +177,16 @@ const struct conf_server *upstream_server_conf(const struct upstream_server *srv
     return srv->conf;
 }
 
+enum conf_colour upstream_server_colour(const struct upstream_server *srv)
+{
+    return srv->pool->colour;
+}
+
+struct server_state *upstream_server_state(const struct upstream_server *srv)
+{
+    return srv->state;
+}
+
 static void idle_unlink(struct upstream_conn *conn)
 {
     if (!conn->idle)

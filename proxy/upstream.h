@@ -58,6 +58,9 @@ struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t 
 /* The bit of a server in an exclude mask. Pools have at most 64 servers. */
 uint64_t upstream_server_bit(const struct upstream_server *srv);
 const struct conf_server *upstream_server_conf(const struct upstream_server *srv);
+enum conf_colour upstream_server_colour(const struct upstream_server *srv);
+/* The state the server shares with the other workers (borrowed). */
+struct server_state *upstream_server_state(const struct upstream_server *srv);
 
 /* Returns an idle connection to srv, ready for a new request, or NULL when
  * there is none. The caller owns it (new) and sets the callbacks. */

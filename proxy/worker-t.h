@@ -20,6 +20,7 @@ struct upstream_pool;
 struct accesslog;
 struct session;
 struct snapshot;
+struct window;
 
 TAILQ_HEAD(session_list, session);
 
@@ -30,6 +31,7 @@ struct proxy_shared {
     _Atomic uint32_t nconns;  /* client connections open, all workers */
     _Atomic uint32_t refused; /* connections refused over max_connections */
     int access_log_fd;        /* -1 when off */
+    int flip_fd;              /* write end: instant flips go to the control thread */
 };
 
 /* Lingering close: how long we read and drop after our FIN. */
@@ -73,7 +75,10 @@ struct worker {
     uint32_t nhdrs;            /* entries in hdrs */
     struct worker_timeouts tv;
     struct timeval tv_plain[WORKER_TIMEOUTS]; /* when a base has no common timeout left */
-    struct accesslog *alog; /* NULL when off */
+    struct accesslog *alog;                   /* NULL when off */
+    struct window *pool_win[CONF_COLOURS];    /* this worker's outcomes per pool */
+    uint32_t candidate_failures;              /* in a row, for the instant flip */
+    uint32_t failures_bp;                     /* the candidate weight they came under */
     bool draining;
     _Atomic bool running;
 };

@@ -17,7 +17,9 @@
 
 #include "conf/log.h"
 #include "proxy/accesslog.h"
+#include "health/window.h"
 #include "proxy/session.h"
+#include "proxy/signals.h"
 #include "proxy/snapshot.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
@@ -32,6 +34,7 @@
 struct proxy {
     struct proxy_shared shared;
     struct snapshot *snap; /* the current config (referenced) */
+    int flip_pipe[2];      /* workers write flip notices, the control thread reads */
     struct worker *workers;
     unsigned nworkers;
     unsigned nstarted; /* threads to join */
@@ -306,6 +309,10 @@ static int worker_init(struct worker *w, unsigned id, struct proxy_shared *share
     worker_timeouts_init(w);
     if (worker_hdrs_fit(w) < 0 || pools_new(w, snap, w->pools) < 0)
         return -1;
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        if ((w->pool_win[c] = window_new()) == NULL)
+            return -1;
+    }
     if (pipe2(w->notify_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return -1;
     w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST, notify_cb, w);
@@ -335,6 +342,8 @@ static void worker_free(struct worker *w)
         upstream_pool_retire(w->pools[c], NULL);
     snapshot_unref(atomic_exchange(&w->next, NULL));
     snapshot_unref(w->snap);
+    for (int c = 0; c < CONF_COLOURS; c++)
+        window_free(w->pool_win[c]);
     if (w->notify_ev != NULL)
         event_free(w->notify_ev);
     if (w->reap_ev != NULL)
@@ -358,6 +367,13 @@ struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
     p->snap = snapshot_ref(snap);
     p->shared.split = split;
     p->shared.access_log_fd = -1;
+    p->flip_pipe[0] = p->flip_pipe[1] = -1;
+    /* Non-blocking both ends: a worker never waits on the control thread. */
+    if (pipe2(p->flip_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        log_error("pipe: %s", strerror(errno));
+        goto fail;
+    }
+    p->shared.flip_fd = p->flip_pipe[1];
     if (cfg->access_log_path != NULL) {
         p->shared.access_log_fd = accesslog_open_file(cfg->access_log_path);
         if (p->shared.access_log_fd < 0) {
@@ -461,6 +477,27 @@ int proxy_reopen_access_log(struct proxy *p)
     return 0;
 }
 
+int proxy_flip_fd(const struct proxy *p)
+{
+    return p->flip_pipe[0];
+}
+
+int proxy_read_flip(struct proxy *p, struct flip_notice *n)
+{
+    ssize_t r = read(p->flip_pipe[0], n, sizeof(*n));
+
+    return r == (ssize_t)sizeof(*n) ? 1 : 0;
+}
+
+void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_s,
+                    unsigned seconds, struct window_sum *sum)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        if (p->workers[i].pool_win[colour] != NULL)
+            window_sum_add(sum, p->workers[i].pool_win[colour], now_s, seconds);
+    }
+}
+
 void proxy_drain(struct proxy *p)
 {
     proxy_tell(p, WORKER_CMD_DRAIN);
@@ -494,5 +531,9 @@ void proxy_free(struct proxy *p)
     if (p->shared.access_log_fd >= 0)
         close(p->shared.access_log_fd);
     snapshot_unref(p->snap);
+    for (int i = 0; i < 2; i++) {
+        if (p->flip_pipe[i] >= 0)
+            close(p->flip_pipe[i]);
+    }
     free(p);
 }

@@ -8,12 +8,15 @@
 #define SY_PROXY_WORKER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "conf/config.h"
 #include "proxy/route.h"
 
 struct proxy;
 struct snapshot;
+struct flip_notice;
+struct window_sum;
 
 /* Binds every listen address of snap's config once per worker and prepares
  * the workers, each holding a reference to snap. split is borrowed and must
@@ -34,6 +37,18 @@ void proxy_reload(struct proxy *p, struct snapshot *snap);
 /* Reopens access_log.path (after log rotation). Returns 0, or -1 with the
  * reason logged and the old file still in use. */
 int proxy_reopen_access_log(struct proxy *p);
+
+/* The descriptor that becomes readable when a worker flipped the candidate
+ * to 0 (see proxy/signals.h); proxy_read_flip() takes one notice: 1, or 0
+ * when none is left. */
+int proxy_flip_fd(const struct proxy *p);
+int proxy_read_flip(struct proxy *p, struct flip_notice *n);
+
+/* Adds every worker's outcomes for pool colour over the last `seconds` up to
+ * now_s (window_now_s()) to *sum. Safe on the control thread while the
+ * workers run. */
+void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_s,
+                    unsigned seconds, struct window_sum *sum);
 
 /* Stops accepting; every worker finishes its exchanges and exits. */
 void proxy_drain(struct proxy *p);

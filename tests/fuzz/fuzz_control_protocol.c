@@ -107,8 +107,8 @@ static void build_replies(const struct protocol_request *req)
     memcpy(s.reason, req->reason, sizeof(s.reason));
     memcpy(s.updated_by, "uid:0", sizeof("uid:0"));
     check_reply(protocol_state_reply(&s));
-    check_reply(protocol_status_reply(&s, req->follow, sample_snapshot()));
-    check_reply(protocol_server_reply(sample_snapshot(), req->pool, 0));
+    check_reply(protocol_status_reply(&s, req->follow, sample_snapshot(), NULL));
+    check_reply(protocol_server_reply(sample_snapshot(), req->pool, 0, NULL));
 
     struct conf_errors notes = {0};
     conf_errors_add(&notes, "%s", req->reason);

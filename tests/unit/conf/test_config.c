@@ -157,7 +157,7 @@ static void test_full(void **state)
     assert_string_equal(cfg->redis.ns, "switchyard:prod");
 
     char *warn = warnings_of(cfg);
-    const char *sections[] = {"health", "detector", "rollout", "redis", "admin.http"};
+    const char *sections[] = {"rollout", "redis", "admin.http"};
     char expected[2048] = "";
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         size_t used = strlen(expected);
@@ -339,6 +339,9 @@ static const struct bad_case bad_cases[] = {
     {"unknown deep key without a near match",
      WITH("\"detector\": {\"fast_rollback\": {\"failures\": 3}}"),
      {"t.json:3:32: detector.fast_rollback.failures: unknown key"}},
+    {"detector window longer than the windows keep",
+     WITH("\"detector\": {\"window_s\": 61}"),
+     {"t.json:3:26: detector.window_s: out of range 1..60 (got 61)"}},
     {"unknown key with control characters",
      WITH("\"a\\nb\": 1"),
      {"t.json:3:1: a\\nb: unknown key"}},

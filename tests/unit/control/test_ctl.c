@@ -223,11 +223,12 @@ static const char sample_state[] =
 
 static const char sample_pools[] = "{\"blue\":{\"role\":\"stable\",\"servers\":["
                                    "{\"name\":\"blue-1\",\"addr\":\"127.0.0.1:9001\",\"weight\":1,"
-                                   "\"admin\":\"enabled\",\"in_flight\":3},"
+                                   "\"admin\":\"enabled\",\"in_flight\":3,\"health\":\"up\"},"
                                    "{\"name\":\"blue-2\",\"addr\":\"127.0.0.1:9011\",\"weight\":10,"
-                                   "\"admin\":\"draining\",\"in_flight\":2},"
+                                   "\"admin\":\"draining\",\"in_flight\":2,\"health\":\"up\"},"
                                    "{\"name\":\"blue-3\",\"addr\":\"127.0.0.1:9021\",\"weight\":1,"
-                                   "\"admin\":\"draining\",\"in_flight\":0}]},"
+                                   "\"admin\":\"draining\",\"in_flight\":0,\"health\":\"down\","
+                                   "\"checked\":\"connect refused\"}]},"
                                    "\"green\":{\"role\":\"candidate\",\"servers\":["
                                    "{\"name\":\"green-1\",\"addr\":\"[::1]:9002\",\"weight\":1,"
                                    "\"admin\":\"disabled\",\"in_flight\":0}]}}";
@@ -273,15 +274,16 @@ static void test_render_status(void **state)
     assert_non_null(strstr(text, "updated at  2026-11-23T18:20:00.123Z\n"));
     assert_non_null(strstr(text, "reason      canary 2\n"));
     assert_non_null(strstr(text, "\nPOOL   SERVER   ADDR            WEIGHT  ROLE       STATE     "
-                                 "IN FLIGHT\n"));
-    assert_non_null(
-        strstr(text, "\nblue   blue-1   127.0.0.1:9001       1  stable     enabled   3\n"));
-    assert_non_null(
-        strstr(text, "\nblue   blue-2   127.0.0.1:9011      10  stable     draining  2\n"));
-    assert_non_null(
-        strstr(text, "\nblue   blue-3   127.0.0.1:9021       1  stable     drained   0\n"));
-    assert_non_null(
-        strstr(text, "\ngreen  green-1  [::1]:9002           1  candidate  disabled  0\n"));
+                                 "IN FLIGHT  HEALTH\n"));
+    assert_non_null(strstr(
+        text, "\nblue   blue-1   127.0.0.1:9001       1  stable     enabled           3  up\n"));
+    assert_non_null(strstr(
+        text, "\nblue   blue-2   127.0.0.1:9011      10  stable     draining          2  up\n"));
+    assert_non_null(strstr(
+        text, "\nblue   blue-3   127.0.0.1:9021       1  stable     drained           0  down\n"));
+    /* A server of an older switchyard, without a health field. */
+    assert_non_null(strstr(
+        text, "\ngreen  green-1  [::1]:9002           1  candidate  disabled          0  -\n"));
     free(text);
     json_decref(reply);
 }

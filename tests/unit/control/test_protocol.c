@@ -10,7 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
 #include "control/protocol.h"
+#include "health/check.h"
 #include "proxy/snapshot.h"
 
 /* Parses line, which must be accepted. */
@@ -606,9 +614,10 @@ static void test_status_reply(void **unused)
     (void)unused;
 
     atomic_store(&g2->admin, SERVER_DRAINING);
+    atomic_store(&g2->health, SERVER_DOWN);
     server_state_busy_add(g2, 0, 2);
     server_state_busy_add(g2, 1, 1);
-    json_t *r = protocol_status_reply(&s, false, snap);
+    json_t *r = protocol_status_reply(&s, false, snap, NULL);
     assert_non_null(r);
     assert_true(json_is_true(json_object_get(r, "ok")));
     assert_true(json_is_false(json_object_get(r, "persisted")));
@@ -617,20 +626,91 @@ static void test_status_reply(void **unused)
     char *text = dump(json_incref(json_object_get(r, "pools")));
     assert_string_equal(
         text, "{\"blue\":{\"role\":\"candidate\",\"servers\":[{\"addr\":\"127.0.0.1:9001\","
-              "\"admin\":\"enabled\",\"in_flight\":0,\"name\":\"b1\",\"pool\":\"blue\","
-              "\"weight\":3}]},\"green\":{\"role\":\"stable\",\"servers\":[{\"addr\":"
-              "\"127.0.0.1:9002\",\"admin\":\"enabled\",\"in_flight\":0,\"name\":\"g1\","
-              "\"pool\":\"green\",\"weight\":1},{\"addr\":\"127.0.0.1:9003\",\"admin\":"
-              "\"draining\",\"in_flight\":3,\"name\":\"g2\",\"pool\":\"green\",\"weight\":2}]}}");
+              "\"admin\":\"enabled\",\"health\":\"up\",\"in_flight\":0,\"name\":\"b1\","
+              "\"pool\":\"blue\",\"weight\":3}]},\"green\":{\"role\":\"stable\",\"servers\":[{"
+              "\"addr\":\"127.0.0.1:9002\",\"admin\":\"enabled\",\"health\":\"up\","
+              "\"in_flight\":0,\"name\":\"g1\",\"pool\":\"green\",\"weight\":1},{\"addr\":"
+              "\"127.0.0.1:9003\",\"admin\":\"draining\",\"health\":\"down\",\"in_flight\":3,"
+              "\"name\":\"g2\",\"pool\":\"green\",\"weight\":2}]}}");
     free(text);
     json_decref(r);
     server_state_busy_add(g2, 0, -2);
     server_state_busy_add(g2, 1, -1);
-    text = dump(protocol_server_reply(snap, CONF_GREEN, 1));
+    text = dump(protocol_server_reply(snap, CONF_GREEN, 1, NULL));
     assert_string_equal(text, "{\"ok\":true,\"server\":{\"addr\":\"127.0.0.1:9003\",\"admin\":"
-                              "\"draining\",\"in_flight\":0,\"name\":\"g2\",\"pool\":\"green\","
-                              "\"weight\":2}}");
+                              "\"draining\",\"health\":\"down\",\"in_flight\":0,\"name\":"
+                              "\"g2\",\"pool\":\"green\",\"weight\":2}}");
     free(text);
+    snapshot_unref(snap);
+}
+
+/* As switchyard does: the checks write the server's health flag. */
+static void set_health_cb(void *handle, bool up, void *arg)
+{
+    struct server_state *st = handle;
+
+    atomic_store(&st->health, up ? SERVER_UP : SERVER_DOWN);
+}
+
+/* A loopback address nothing listens on: a port bound, then let go. */
+static struct conf_addr closed_addr(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    char text[32];
+    struct conf_addr addr;
+    const char *why;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    close(fd);
+    snprintf(text, sizeof(text), "127.0.0.1:%u", ntohs(sin.sin_port));
+    assert_int_equal(conf_addr_parse(text, &addr, &why), 0);
+    return addr;
+}
+
+/* A server the checks have seen gets "checked" and "checked_at"; one they
+ * have not, neither. */
+static void test_server_check_result(void **unused)
+{
+    struct snapshot *snap = sample_snapshot();
+    struct event_base *base = event_base_new();
+    struct health_checker *hc = health_checker_new(base, set_health_cb, NULL);
+    struct conf_server g1 = snap->cfg->pools[CONF_GREEN].servers[0];
+    struct conf_health h = {.enabled = true,
+                            .path = "/healthz",
+                            .interval_ms = 100,
+                            .timeout_ms = 50,
+                            .rise = 1,
+                            .fall = 1,
+                            .expect_status = 200};
+    struct health_target t = {CONF_GREEN, &g1, snap->servers[CONF_GREEN][0]};
+    const struct health_status *st;
+    (void)unused;
+
+    assert_non_null(hc);
+    g1.addr = closed_addr();
+    assert_int_equal(health_checker_set(hc, &h, &t, 1), 0);
+    st = health_checker_status(hc, CONF_GREEN, "g1");
+    assert_non_null(st);
+    for (int i = 0; i < 200 && !st->checked; i++) { /* at most 2 s */
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    json_t *g = protocol_server_json(snap, CONF_GREEN, 0, hc);
+    assert_string_equal(json_string_value(json_object_get(g, "health")), "down");
+    assert_string_equal(json_string_value(json_object_get(g, "checked")), "connect refused");
+    assert_true(json_is_string(json_object_get(g, "checked_at")));
+    json_decref(g);
+    json_t *b = protocol_server_json(snap, CONF_BLUE, 0, hc);
+    assert_string_equal(json_string_value(json_object_get(b, "health")), "up");
+    assert_null(json_object_get(b, "checked"));
+    json_decref(b);
+    health_checker_free(hc);
+    event_base_free(base);
     snapshot_unref(snap);
 }
 
@@ -749,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_state_reply),
         cmocka_unit_test(test_status_reply),
+        cmocka_unit_test(test_server_check_result),
         cmocka_unit_test(test_reload_replies),
         cmocka_unit_test(test_events_reply_fits_a_line),
         cmocka_unit_test(test_event_line),

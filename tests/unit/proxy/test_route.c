@@ -82,6 +82,28 @@ static void test_split_word(void **state)
     assert_int_equal(route_split_get(&rs).candidate_bp, 10000);
 }
 
+/* The instant flip: only while the same stable colour still gives the
+ * candidate traffic, and only once. */
+static void test_drop_candidate(void **state)
+{
+    struct route_split rs;
+    struct route_view v;
+
+    route_split_init(&rs, CONF_BLUE, 1000);
+    assert_false(route_split_drop_candidate(&rs, CONF_GREEN)); /* promoted meanwhile */
+    assert_int_equal(route_split_get(&rs).candidate_bp, 1000);
+    assert_true(route_split_drop_candidate(&rs, CONF_BLUE));
+    v = route_split_get(&rs);
+    assert_int_equal(v.stable, CONF_BLUE);
+    assert_int_equal(v.candidate_bp, 0);
+    assert_false(route_split_drop_candidate(&rs, CONF_BLUE)); /* another worker was first */
+    route_split_set(&rs, CONF_GREEN, 10000);
+    assert_true(route_split_drop_candidate(&rs, CONF_GREEN));
+    v = route_split_get(&rs);
+    assert_int_equal(v.stable, CONF_GREEN);
+    assert_int_equal(v.candidate_bp, 0);
+}
+
 static void test_random_buckets(void **state)
 {
     uint64_t rng = 42;
@@ -217,13 +239,10 @@ static void test_pick_sticky_and_override(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_share),
-        cmocka_unit_test(test_split_monotonic),
-        cmocka_unit_test(test_split_word),
-        cmocka_unit_test(test_random_buckets),
-        cmocka_unit_test(test_addr_bucket_ignores_port),
-        cmocka_unit_test(test_cookie_find),
-        cmocka_unit_test(test_pick_sticky_and_override),
+        cmocka_unit_test(test_split_share),    cmocka_unit_test(test_split_monotonic),
+        cmocka_unit_test(test_split_word),     cmocka_unit_test(test_drop_candidate),
+        cmocka_unit_test(test_random_buckets), cmocka_unit_test(test_addr_bucket_ignores_port),
+        cmocka_unit_test(test_cookie_find),    cmocka_unit_test(test_pick_sticky_and_override),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,35 @@
+/* guard.h - watches the candidate and rolls it back: on the workers'
+ * instant-flip notices at once, and on the detector's verdict, judged every
+ * GUARD_TICK_MS over detector.window_s.
+ *
+ * Both go through the state machine (who "fast-flip" or "detector", the
+ * numbers in the reason), so a rollback by either is persisted, recorded and
+ * published like an operator's. The detector judges only traffic seen since
+ * the candidate last started getting some: failures from before a rollback
+ * never count against the next attempt.
+ */
+#ifndef SY_CONTROL_GUARD_H
+#define SY_CONTROL_GUARD_H
+
+#include <event2/event.h>
+
+#include "health/detect.h"
+
+#define GUARD_TICK_MS 100
+
+struct guard;
+struct proxy;
+struct reloader;
+struct service;
+
+/* Starts watching. base, proxy, svc and rl are borrowed and must outlive the
+ * guard. Returns NULL when out of memory. */
+struct guard *guard_new(struct event_base *base, struct proxy *proxy, struct service *svc,
+                        struct reloader *rl);
+void guard_free(struct guard *g); /* NULL is fine */
+
+/* The last verdict (borrowed, updated every tick), and the seconds of
+ * traffic it covered. */
+const struct detect_result *guard_last(const struct guard *g, unsigned *seconds);
+
+#endif
