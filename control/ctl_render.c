@@ -148,6 +148,48 @@ static int walk_servers(FILE *out, const json_t *pools, struct widths *w)
     return count;
 }
 
+/* "12.3" or "-" for a latency that may be null. */
+static const char *ms_text(const json_t *v, char *buf, size_t len)
+{
+    if (!json_is_number(v))
+        return "-";
+    snprintf(buf, len, "%.1f", json_number_value(v));
+    return buf;
+}
+
+/* The detector's verdict and each pool's traffic over the window, when the
+ * reply has them (an older switchyard's has not). */
+static void print_traffic(FILE *out, const json_t *reply, const json_t *pools)
+{
+    const json_t *det = json_object_get(reply, "detector");
+    const char *pool;
+    json_t *p;
+    bool header = false;
+
+    if (json_is_object(det))
+        fprintf(out, "%-12s%s: %s\n", "detector", str_or(det, "verdict", "-"),
+                str_or(det, "reason", ""));
+    json_object_foreach((json_t *)pools, pool, p)
+    {
+        const json_t *t = json_object_get(p, "traffic");
+        char p50[32], p99[32];
+
+        if (!json_is_object(t))
+            continue;
+        if (!header) {
+            fprintf(out, "\n%-6s  %-9s  %9s  %8s  %8s  %8s  (last %lld s)\n", "POOL", "ROLE",
+                    "REQ/S", "ERRORS", "P50 MS", "P99 MS",
+                    (long long)json_integer_value(json_object_get(t, "window_s")));
+            header = true;
+        }
+        fprintf(out, "%-6s  %-9s  %9.1f  %6.2f %%  %8s  %8s\n", pool, str_or(p, "role", "-"),
+                json_number_value(json_object_get(t, "rps")),
+                json_number_value(json_object_get(t, "error_rate")) * 100,
+                ms_text(json_object_get(t, "p50_ms"), p50, sizeof(p50)),
+                ms_text(json_object_get(t, "p99_ms"), p99, sizeof(p99)));
+    }
+}
+
 int ctl_render_status(FILE *out, const json_t *reply)
 {
     const json_t *pools = json_object_get(reply, "pools");
@@ -164,6 +206,7 @@ int ctl_render_status(FILE *out, const json_t *reply)
     print_state(out, &v);
     if (pools == NULL || json_object_size(pools) == 0)
         return 0;
+    print_traffic(out, reply, pools);
     fprintf(out, "\n%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %*s  %s\n", w.pool, "POOL", w.name, "SERVER",
             w.addr, "ADDR", w.weight, "WEIGHT", w.role, "ROLE", w.state, "STATE", w.busy,
             "IN FLIGHT", "HEALTH");

@@ -14,6 +14,8 @@
 #include "conf/log.h"
 #include "control/embedded_config.h"
 #include "control/guard.h"
+#include "control/status.h"
+#include "health/window.h"
 #include "control/reload.h"
 #include "control/service.h"
 #include "control/socket.h"
@@ -61,6 +63,7 @@ struct control {
     struct proxy *proxy;
     struct reloader *reloader;
     struct guard *guard;
+    struct status_sources status; /* for the control socket */
     struct health_checker *checker;
     struct snapshot *checked; /* the config the checks run on (referenced) */
     struct event *drain_poll;
@@ -271,8 +274,15 @@ static int run(struct snapshot *snap, const struct options *o)
         goto out;
     reloader_on_applied(ctl.reloader, reload_applied_cb, &ctl);
     /* Before the workers start: a socket that cannot be had is a start-up error. */
-    if (cfg->admin.socket != NULL &&
-        (sock = ctlsock_new(ctl.base, ctl.reloader, svc, ctl.checker)) == NULL)
+    ctl.status = (struct status_sources){
+        .svc = svc,
+        .reloader = ctl.reloader,
+        .health = ctl.checker,
+        .proxy = ctl.proxy,
+        .guard = ctl.guard,
+        .started_s = window_now_s(),
+    };
+    if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, &ctl.status)) == NULL)
         goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
     ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);

@@ -8,6 +8,7 @@
 #include "conf/log.h"
 #include "control/protocol.h"
 #include "health/check.h"
+#include "health/window.h"
 #include "proxy/snapshot.h"
 
 /* Events replies leave this much of a line for {"ok":true,"events":[],...}. */
@@ -427,6 +428,27 @@ fail:
     json_decref(all);
     json_decref(reply);
     return NULL;
+}
+
+/* A latency in ms, or null when nothing was measured. */
+static json_t *ms_or_null(const struct window_sum *sum, double q)
+{
+    if (sum->latency.total == 0)
+        return json_null();
+    return json_real((double)hist_sum_quantile(&sum->latency, q) / 1000.0);
+}
+
+json_t *protocol_traffic_json(const struct window_sum *sum, unsigned seconds)
+{
+    return json_pack(
+        "{s:I, s:I, s:f, s:I, s:f, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+        "window_s", (json_int_t)seconds, "requests", (json_int_t)sum->requests, "rps",
+        (double)sum->requests / (seconds ? seconds : 1), "errors", (json_int_t)sum->errors,
+        "error_rate", window_sum_error_rate(sum), "p50_ms", ms_or_null(sum, 0.50), "p99_ms",
+        ms_or_null(sum, 0.99), "by_kind", "1xx", (json_int_t)sum->s1xx, "2xx",
+        (json_int_t)sum->s2xx, "3xx", (json_int_t)sum->s3xx, "4xx", (json_int_t)sum->s4xx, "5xx",
+        (json_int_t)sum->s5xx, "connect_errors", (json_int_t)sum->connect_errors, "timeouts",
+        (json_int_t)sum->timeouts, "resets", (json_int_t)sum->resets);
 }
 
 /* A new array of list's messages, cut to valid UTF-8 (a config file's bytes

@@ -97,6 +97,13 @@ json_t *protocol_state_reply(const struct state *s);
 json_t *protocol_status_reply(const struct state *s, bool persisted, const struct snapshot *snap,
                               const struct health_checker *hc);
 
+struct window_sum;
+
+/* {"window_s":N,"requests":N,"rps":R,"errors":N,"error_rate":R,"p50_ms":R,
+ * "p99_ms":R,"by_kind":{"2xx":..,"5xx":..,"connect_errors":..,...}} for a
+ * sum over seconds (>= 1); latencies null without responses. */
+json_t *protocol_traffic_json(const struct window_sum *sum, unsigned seconds);
+
 /* One server of snap: {"pool":..., "name":..., "addr":..., "weight":...,
  * "admin":"enabled|draining|disabled", "in_flight":N, "health":"up|down"},
  * plus, once the health checks (hc, borrowed; NULL: none) have checked it,

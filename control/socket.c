@@ -26,6 +26,7 @@
 #include "control/protocol.h"
 #include "control/reload.h"
 #include "control/socket.h"
+#include "control/status.h"
 #include "proxy/snapshot.h"
 
 #define BACKLOG 64
@@ -49,7 +50,7 @@ struct ctlsock {
     struct event_base *base;
     struct reloader *reloader; /* the running config, and reload */
     struct service *svc;
-    const struct health_checker *health; /* check results for status; may be NULL */
+    const struct status_sources *status; /* what status reports */
     struct evconnlistener *listener;
     struct event *reaper; /* frees the dead list */
     char *path;
@@ -153,8 +154,7 @@ static json_t *cmd_status(struct client *c, const struct protocol_request *req)
 {
     const struct ctlsock *cs = c->cs;
 
-    return protocol_status_reply(service_state(cs->svc), service_persisted(cs->svc),
-                                 reloader_current(cs->reloader), cs->health);
+    return status_reply(cs->status);
 }
 
 /* Applies one state change on behalf of c. */
@@ -257,7 +257,7 @@ static json_t *set_server_admin(struct client *c, const struct protocol_request 
         log_info("server %s/%s: %s -> %s by %s", pool, req->server,
                  server_admin_name(server_state_admin(st)), server_admin_name(admin), c->who);
     atomic_store_explicit(&st->admin, admin, memory_order_relaxed);
-    return protocol_server_reply(snap, req->pool, i, c->cs->health);
+    return protocol_server_reply(snap, req->pool, i, c->cs->status->health);
 }
 
 static json_t *cmd_server_disable(struct client *c, const struct protocol_request *req)
@@ -685,10 +685,9 @@ static void unlink_own_socket(const struct ctlsock *cs)
         log_warn("control socket: cannot remove %s: %s", cs->path, strerror(errno));
 }
 
-struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc,
-                            const struct health_checker *health)
+struct ctlsock *ctlsock_new(struct event_base *base, const struct status_sources *status)
 {
-    const struct config *cfg = reloader_current(reloader)->cfg;
+    const struct config *cfg = reloader_current(status->reloader)->cfg;
     struct ctlsock *cs = calloc(1, sizeof(*cs));
     evutil_socket_t fd = -1;
     struct stat bound;
@@ -696,9 +695,9 @@ struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, 
     if (cs == NULL || (cs->path = strdup(cfg->admin.socket)) == NULL)
         goto nomem;
     cs->base = base;
-    cs->reloader = reloader;
-    cs->svc = svc;
-    cs->health = health;
+    cs->reloader = status->reloader;
+    cs->svc = status->svc;
+    cs->status = status;
     cs->reaper = event_new(base, -1, 0, reap_cb, cs);
     cs->resume = event_new(base, -1, 0, accept_resume_cb, cs);
     if (cs->reaper == NULL || cs->resume == NULL)
@@ -716,7 +715,7 @@ struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, 
         goto fail;
     }
     evconnlistener_set_error_cb(cs->listener, accept_error_cb);
-    service_on_event(svc, followers_feed_cb, cs);
+    service_on_event(cs->svc, followers_feed_cb, cs);
     log_info("control socket on %s (mode %04o)", cs->path, cfg->admin.socket_mode);
     return cs;
 nomem:

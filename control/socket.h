@@ -27,18 +27,16 @@
 
 struct ctlsock;
 
-struct health_checker;
-struct reloader;
+struct status_sources;
 
 /* Starts listening on admin.socket of the running config (must be set). A
  * stale socket file (nothing answers on it) is replaced; a live one, or a
- * path that is not a socket, is refused. base, reloader (the running config;
- * `reload` goes through it), svc and health (the checks' results for
- * `status`; may be NULL) are borrowed and must outlive the server. Returns a
- * new server, or NULL with the reason logged. Registers itself as svc's
+ * path that is not a socket, is refused. base and status (the service, the
+ * running config through its reloader, which `reload` uses, and what
+ * `status` reports) are borrowed and must outlive the server. Returns a new
+ * server, or NULL with the reason logged. Registers itself as the service's
  * event listener. */
-struct ctlsock *ctlsock_new(struct event_base *base, struct reloader *reloader, struct service *svc,
-                            const struct health_checker *health);
+struct ctlsock *ctlsock_new(struct event_base *base, const struct status_sources *status);
 
 /* Closes every client and the listener, removes the socket file (only when
  * it is still the one this server bound) and the event listener. Accepts

@@ -288,6 +288,35 @@ static void test_render_status(void **state)
     json_decref(reply);
 }
 
+/* The detector line and the traffic table, when the reply has them. */
+static void test_render_status_traffic(void **state)
+{
+    char buf[4096];
+    json_t *reply;
+    char *text;
+    int rc;
+
+    snprintf(buf, sizeof(buf),
+             "{\"ok\":true,\"state\":%s,\"detector\":{\"verdict\":\"ok\",\"reason\":\"error "
+             "rate 0.10%%, p99 2.0 ms over 1000 requests\",\"window_s\":30},\"pools\":{"
+             "\"blue\":{\"role\":\"stable\",\"traffic\":{\"window_s\":30,\"rps\":812.25,"
+             "\"error_rate\":0.0012,\"p50_ms\":0.41,\"p99_ms\":1.96},\"servers\":[]},"
+             "\"green\":{\"role\":\"candidate\",\"traffic\":{\"window_s\":30,\"rps\":0,"
+             "\"error_rate\":0,\"p50_ms\":null,\"p99_ms\":null},\"servers\":[]}}}",
+             sample_state);
+    reply = load(buf);
+    RENDER(text, rc, ctl_render_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_non_null(
+        strstr(text, "detector    ok: error rate 0.10%, p99 2.0 ms over 1000 requests\n"));
+    assert_non_null(strstr(text, "\nPOOL    ROLE           REQ/S    ERRORS    P50 MS    P99 MS  "
+                                 "(last 30 s)\n"));
+    assert_non_null(strstr(text, "\nblue    stable         812.2    0.12 %       0.4       2.0\n"));
+    assert_non_null(strstr(text, "\ngreen   candidate        0.0    0.00 %         -         -\n"));
+    free(text);
+    json_decref(reply);
+}
+
 static void test_render_status_bad(void **state)
 {
     static const char *const bad[] = {
@@ -741,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_parse_options),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_render_status),
+        cmocka_unit_test(test_render_status_traffic),
         cmocka_unit_test(test_render_status_bad),
         cmocka_unit_test(test_render_change),
         cmocka_unit_test(test_render_events),
