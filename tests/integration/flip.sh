@@ -113,6 +113,13 @@ sy_eq "after the fix, a new weight holds (old failures do not count)" \
     "$(state_field phase) $(state_field candidate_percent)" "idle 50"
 sy_match "... and green serves again" "$out" "200 green-1"
 
+# --- Stable's failures are not the candidate's ------------------------------
+generation=$(state_field generation)
+fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 503}'
+load 100 stable-fails >/dev/null
+sy_eq "failures of the stable pool change nothing" "$(state_field generation)" "$generation"
+fault "$BLUE" '{"fail_rate": 0}'
+
 sy_stop "$SY_PROXY_PID"
 sy_eq "switchyard exits 0" "$SY_RC" 0
 sy_finish
