@@ -420,7 +420,6 @@ void config_warn_inactive(const struct config *cfg, FILE *out)
     } sections[] = {
         {cfg->rollout.enabled, "rollout"},
         {cfg->redis.enabled, "redis"},
-        {cfg->admin.has_http, "admin.http"},
     };
 
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {

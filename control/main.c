@@ -12,6 +12,7 @@
 
 #include "conf/config.h"
 #include "conf/log.h"
+#include "control/admin_http.h"
 #include "control/embedded_config.h"
 #include "control/guard.h"
 #include "control/status.h"
@@ -63,7 +64,7 @@ struct control {
     struct proxy *proxy;
     struct reloader *reloader;
     struct guard *guard;
-    struct status_sources status; /* for the control socket */
+    struct status_sources status; /* for the control socket and admin.http */
     struct health_checker *checker;
     struct snapshot *checked; /* the config the checks run on (referenced) */
     struct event *drain_poll;
@@ -254,6 +255,7 @@ static int run(struct snapshot *snap, const struct options *o)
     struct control ctl = {0};
     struct service *svc = service_new(cfg);
     struct ctlsock *sock = NULL;
+    struct admin_http *admin = NULL;
     struct event *sigs[3] = {NULL};
     int rc = 1;
 
@@ -284,6 +286,9 @@ static int run(struct snapshot *snap, const struct options *o)
     };
     if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, &ctl.status)) == NULL)
         goto out;
+    if (cfg->admin.has_http &&
+        (admin = admin_http_new(ctl.base, &cfg->admin.http, &ctl.status)) == NULL)
+        goto out;
     ctl.drain_poll = event_new(ctl.base, -1, EV_PERSIST, drain_poll_cb, &ctl);
     ctl.drain_deadline = event_new(ctl.base, -1, 0, drain_deadline_cb, &ctl);
     sigs[0] = evsignal_new(ctl.base, SIGTERM, stop_signal_cb, &ctl);
@@ -300,6 +305,7 @@ static int run(struct snapshot *snap, const struct options *o)
     log_info("all workers stopped; exiting");
     rc = 0;
 out:
+    admin_http_free(admin);
     ctlsock_free(sock);
     guard_free(ctl.guard);
     health_checker_free(ctl.checker);

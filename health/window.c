@@ -26,13 +26,22 @@ struct slot {
     struct histogram latency; /* upstream latency of the responses */
 };
 
+/* Every outcome since the window was made, for monotonic counters
+ * (Prometheus). Never reset, so a reader needs no sequence check; 64 bits,
+ * so a busy worker never wraps one. */
+struct window_totals {
+    _Atomic uint64_t counters[SLOT_COUNTERS];
+    _Atomic uint64_t latency[HIST_BUCKETS]; /* by histogram bucket */
+};
+
 struct window {
     struct slot slots[WINDOW_SLOTS];
+    struct window_totals totals;
 };
 
 /* A reader's private copy of one slot, taken before it knows the copy is whole. */
 struct slot_copy {
-    uint32_t counters[SLOT_COUNTERS];
+    uint64_t counters[SLOT_COUNTERS];
     uint32_t latency[HIST_BUCKETS];
 };
 
@@ -53,6 +62,10 @@ struct window *window_new(void)
         return NULL;
     for (size_t i = 0; i < WINDOW_SLOTS; i++)
         slot_init(&w->slots[i]);
+    for (size_t i = 0; i < SLOT_COUNTERS; i++)
+        atomic_init(&w->totals.counters[i], 0);
+    for (size_t b = 0; b < HIST_BUCKETS; b++)
+        atomic_init(&w->totals.latency[b], 0);
     return w;
 }
 
@@ -87,6 +100,12 @@ static void counter_bump(_Atomic uint32_t *c)
                           memory_order_relaxed);
 }
 
+static void total_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 static enum slot_counter counter_of(const struct outcome *o)
 {
     switch (o->kind) {
@@ -105,21 +124,38 @@ static enum slot_counter counter_of(const struct outcome *o)
     return SLOT_RESET; /* not a kind we know: the exchange broke somehow */
 }
 
-void window_record(struct window *w, int64_t now_s, const struct outcome *o)
+/* The slot of second now_s, reset first when it held an older second; NULL
+ * when the outcome is too late for it (or now_s is not a second). */
+static struct slot *slot_for(struct window *w, int64_t now_s)
 {
     if (now_s < 0)
-        return;
+        return NULL;
     struct slot *s = &w->slots[slot_index(now_s)];
     int64_t held = atomic_load_explicit(&s->sec, memory_order_relaxed);
 
     if (held != now_s) {
         if (held > now_s)
-            return;
+            return NULL;
         slot_reset(s, now_s);
     }
-    counter_bump(&s->counters[counter_of(o)]);
-    if (o->kind == OUTCOME_RESPONSE)
-        hist_record(&s->latency, o->latency_us);
+    return s;
+}
+
+void window_record(struct window *w, int64_t now_s, const struct outcome *o)
+{
+    enum slot_counter counter = counter_of(o);
+    struct slot *s = slot_for(w, now_s);
+    /* The bucket is found once for both histograms. */
+    size_t bucket = o->kind == OUTCOME_RESPONSE ? hist_bucket_of(o->latency_us) : HIST_BUCKETS;
+
+    total_bump(&w->totals.counters[counter]);
+    if (bucket < HIST_BUCKETS)
+        total_bump(&w->totals.latency[bucket]);
+    if (s == NULL)
+        return;
+    counter_bump(&s->counters[counter]);
+    if (bucket < HIST_BUCKETS)
+        counter_bump(&s->latency.counts[bucket]);
 }
 
 /* The reader's side: copies the slot when it holds second sec, and keeps the
@@ -137,10 +173,9 @@ static bool slot_read(const struct slot *s, int64_t sec, struct slot_copy *copy)
     return atomic_load_explicit(&s->sec, memory_order_relaxed) == sec;
 }
 
-static void sum_add_copy(struct window_sum *s, const struct slot_copy *c)
+/* Adds one counter of each kind (a slot's or the totals') to *s. */
+static void sum_add_counters(struct window_sum *s, const uint64_t n[SLOT_COUNTERS])
 {
-    const uint32_t *n = c->counters;
-
     s->s1xx += n[SLOT_1XX];
     s->s2xx += n[SLOT_2XX];
     s->s3xx += n[SLOT_3XX];
@@ -151,7 +186,12 @@ static void sum_add_copy(struct window_sum *s, const struct slot_copy *c)
     s->resets += n[SLOT_RESET];
     for (size_t i = 0; i < SLOT_COUNTERS; i++)
         s->requests += n[i];
-    s->errors += (uint64_t)n[SLOT_5XX] + n[SLOT_CONNECT_ERROR] + n[SLOT_TIMEOUT] + n[SLOT_RESET];
+    s->errors += n[SLOT_5XX] + n[SLOT_CONNECT_ERROR] + n[SLOT_TIMEOUT] + n[SLOT_RESET];
+}
+
+static void sum_add_copy(struct window_sum *s, const struct slot_copy *c)
+{
+    sum_add_counters(s, c->counters);
     for (size_t b = 0; b < HIST_BUCKETS; b++) {
         s->latency.counts[b] += c->latency[b];
         s->latency.total += c->latency[b];
@@ -173,6 +213,20 @@ void window_sum_add(struct window_sum *s, const struct window *w, int64_t now_s,
         int64_t sec = now_s - (int64_t)i;
         if (slot_read(&w->slots[slot_index(sec)], sec, &copy))
             sum_add_copy(s, &copy);
+    }
+}
+
+void window_totals_add(struct window_sum *into, const struct window *w)
+{
+    uint64_t n[SLOT_COUNTERS];
+
+    for (size_t i = 0; i < SLOT_COUNTERS; i++)
+        n[i] = atomic_load_explicit(&w->totals.counters[i], memory_order_relaxed);
+    sum_add_counters(into, n);
+    for (size_t b = 0; b < HIST_BUCKETS; b++) {
+        uint64_t count = atomic_load_explicit(&w->totals.latency[b], memory_order_relaxed);
+        into->latency.counts[b] += count;
+        into->latency.total += count;
     }
 }
 

@@ -11,7 +11,11 @@
  * a reader that overlaps the reset skips the slot rather than count it half
  * cleared.
  *
- * Memory: about 2.8 KB per slot (the histogram), 181 KB per window.
+ * Beside the slots, a window keeps totals since it was made (the same
+ * counters and a latency histogram, 64 bits each, never reset): what a
+ * Prometheus counter must report, where the slots forget after 64 s.
+ *
+ * Memory: about 2.8 KB per slot (the histogram), 187 KB per window.
  */
 #ifndef SY_HEALTH_WINDOW_H
 #define SY_HEALTH_WINDOW_H
@@ -45,8 +49,9 @@ void window_free(struct window *w);
 
 /* Writer (one thread only): counts o into the slot of second now_s
  * (monotonic seconds, window_now_s()), clearing that slot first when it last
- * held an older second. An outcome older than its slot's second (more than
- * WINDOW_SLOTS seconds late) or with a negative now_s is dropped. */
+ * held an older second, and into the totals. An outcome older than its
+ * slot's second (more than WINDOW_SLOTS seconds late) or with a negative
+ * now_s is left out of the slots; the totals count every outcome. */
 void window_record(struct window *w, int64_t now_s, const struct outcome *o);
 
 /* A reader's totals. errors = 5xx + connect errors + timeouts + resets (a 4xx
@@ -62,6 +67,11 @@ void window_sum_clear(struct window_sum *s);
  * now_s to *s (seconds is capped at WINDOW_SLOTS). A slot that holds another
  * second, or that the writer resets while it is read, is skipped. */
 void window_sum_add(struct window_sum *s, const struct window *w, int64_t now_s, unsigned seconds);
+
+/* Reader (any thread): adds w's totals since it was made to *into. Each
+ * counter only grows, so two reads never go backwards; a read that overlaps
+ * a write may see a class count and its latency bucket one apart. */
+void window_totals_add(struct window_sum *into, const struct window *w);
 
 void window_sum_merge(struct window_sum *into, const struct window_sum *from);
 /* Takes part, an earlier sum of some of the same slots, out of *from (to

@@ -74,6 +74,15 @@ void server_state_sum(const struct server_state *st, int64_t now_s, unsigned sec
     }
 }
 
+void server_state_totals(const struct server_state *st, struct window_sum *sum)
+{
+    for (unsigned i = 0; i < st->nworkers; i++) {
+        const struct window *w = atomic_load_explicit(&st->busy[i].win, memory_order_acquire);
+        if (w != NULL)
+            window_totals_add(sum, w);
+    }
+}
+
 uint32_t server_state_busy(const struct server_state *st)
 {
     uint32_t n = 0;

@@ -122,4 +122,8 @@ struct window *server_state_window(struct server_state *st, unsigned worker);
 void server_state_sum(const struct server_state *st, int64_t now_s, unsigned seconds,
                       struct window_sum *sum);
 
+/* Adds every worker's outcomes since the state was made to *sum (totals that
+ * only grow; kept across reloads with the state). */
+void server_state_totals(const struct server_state *st, struct window_sum *sum);
+
 #endif

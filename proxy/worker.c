@@ -498,6 +498,24 @@ void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_
     }
 }
 
+void proxy_pool_totals(const struct proxy *p, enum conf_colour colour, struct window_sum *sum)
+{
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        if (p->workers[i].pool_win[colour] != NULL)
+            window_totals_add(sum, p->workers[i].pool_win[colour]);
+    }
+}
+
+uint32_t proxy_connections(const struct proxy *p)
+{
+    return atomic_load_explicit(&p->shared.nconns, memory_order_relaxed);
+}
+
+uint32_t proxy_connections_refused(const struct proxy *p)
+{
+    return atomic_load_explicit(&p->shared.refused, memory_order_relaxed);
+}
+
 void proxy_drain(struct proxy *p)
 {
     proxy_tell(p, WORKER_CMD_DRAIN);

@@ -50,6 +50,17 @@ int proxy_read_flip(struct proxy *p, struct flip_notice *n);
 void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_s,
                     unsigned seconds, struct window_sum *sum);
 
+/* Adds every worker's outcomes for pool colour since start to *sum (totals
+ * that only grow: Prometheus counters). Safe on the control thread while the
+ * workers run. */
+void proxy_pool_totals(const struct proxy *p, enum conf_colour colour, struct window_sum *sum);
+
+/* Client connections open now, all workers. */
+uint32_t proxy_connections(const struct proxy *p);
+
+/* Connections refused over limits.max_connections since start. */
+uint32_t proxy_connections_refused(const struct proxy *p);
+
 /* Stops accepting; every worker finishes its exchanges and exits. */
 void proxy_drain(struct proxy *p);
 

@@ -1,5 +1,5 @@
 /* test_window.c - outcome windows: sums over seconds, slot reuse,
- * classification, and a writer racing a reader. */
+ * classification, totals since start, and a writer racing a reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -180,6 +180,75 @@ static void test_merge_and_rate(void **state)
     window_free(NULL);
 }
 
+static struct window_sum *totals_of(const struct window *w)
+{
+    static struct window_sum sum;
+
+    window_sum_clear(&sum);
+    window_totals_add(&sum, w);
+    return &sum;
+}
+
+/* The totals keep what the slots forget: a reused slot, an outcome too late
+ * for its slot, one with a negative second. */
+static void test_totals_survive_slot_reuse(void **state)
+{
+    struct window *w = *state;
+
+    record_status(w, 10, 503, 500000, 9);
+    record_status(w, 10 + WINDOW_SLOTS, 200, 100, 2);
+    record_status(w, 10, 503, 500000, 1); /* too late for its slot */
+    record_kind(w, -1, OUTCOME_TIMEOUT, 1);
+    assert_int_equal(sum_of(w, 10 + WINDOW_SLOTS, WINDOW_SLOTS)->requests, 2);
+
+    struct window_sum *t = totals_of(w);
+    assert_int_equal(t->requests, 13);
+    assert_int_equal(t->s5xx, 10);
+    assert_int_equal(t->s2xx, 2);
+    assert_int_equal(t->timeouts, 1);
+    assert_int_equal(t->errors, 11);
+    assert_int_equal(t->latency.total, 12); /* responses only */
+    assert_int_equal(t->latency.counts[hist_bucket_of(500000)], 10);
+    assert_int_equal(t->latency.counts[hist_bucket_of(100)], 2);
+    assert_int_equal(hist_sum_count_le(&t->latency, hist_bucket_high(hist_bucket_of(100))), 2);
+}
+
+/* Totals add up across windows (the workers of one pool) and onto what the
+ * sum already held. */
+static void test_totals_add_across_windows(void **state)
+{
+    struct window *w = *state;
+    struct window *other = window_new();
+    static struct window_sum t;
+
+    assert_non_null(other);
+    window_sum_clear(&t);
+    window_totals_add(&t, w);
+    assert_int_equal(t.requests, 0);
+    assert_int_equal(t.latency.total, 0);
+
+    record_status(w, 1, 204, 2000, 3);
+    record_status(w, 200, 404, 3000, 4);
+    record_status(other, 5, 302, 2000, 5);
+    record_kind(other, 6, OUTCOME_CONNECT_ERROR, 6);
+    record_kind(other, 7, OUTCOME_RESET, 7);
+    window_totals_add(&t, w);
+    window_totals_add(&t, other);
+    assert_int_equal(t.requests, 3 + 4 + 5 + 6 + 7);
+    assert_int_equal(t.s2xx, 3);
+    assert_int_equal(t.s3xx, 5);
+    assert_int_equal(t.s4xx, 4);
+    assert_int_equal(t.connect_errors, 6);
+    assert_int_equal(t.resets, 7);
+    assert_int_equal(t.errors, 13);
+    assert_int_equal(t.latency.total, 12);
+    assert_int_equal(t.latency.counts[hist_bucket_of(2000)], 8);
+
+    window_totals_add(&t, other); /* adds again: a reader clears first */
+    assert_int_equal(t.requests, 25 + 18);
+    window_free(other);
+}
+
 static void test_now_s_is_monotonic(void **state)
 {
     int64_t first = window_now_s();
@@ -224,6 +293,7 @@ struct race {
     int64_t last_sec;     /* the writer's last second, read after join */
     uint32_t last_in_sec; /* records in that second */
     uint64_t reads;       /* slot reads that found the slot whole */
+    uint64_t last_total;  /* the reader's last read of the totals' request count */
     char failure[160];    /* the reader's first complaint; empty when none */
 };
 
@@ -329,6 +399,18 @@ static void race_check_window(struct race *r, int64_t now)
         race_fail(r, "classes do not add up", now, s.requests);
 }
 
+/* The totals never go backwards. */
+static void race_check_totals(struct race *r, int64_t now)
+{
+    static struct window_sum s;
+
+    window_sum_clear(&s);
+    window_totals_add(&s, r->w);
+    if (s.requests < r->last_total)
+        race_fail(r, "totals went backwards", now, r->last_total - s.requests);
+    r->last_total = s.requests;
+}
+
 /* Mostly reads the oldest second, the slot the writer resets next; now and
  * then every second and the whole window. */
 static void *race_reader(void *arg)
@@ -348,6 +430,7 @@ static void *race_reader(void *arg)
         for (int64_t sec = oldest < 0 ? 0 : oldest; sec <= now; sec++)
             race_check_second(r, sec);
         race_check_window(r, now);
+        race_check_totals(r, now);
     }
     return NULL;
 }
@@ -394,6 +477,8 @@ static void test_writer_races_reader(void **state)
     window_sum_clear(&got);
     window_sum_add(&got, r.w, r.last_sec, WINDOW_SLOTS);
     assert_memory_equal(&got, &want, sizeof(want));
+    assert_int_equal(totals_of(r.w)->requests,
+                     (uint64_t)r.last_sec * RACE_PER_SECOND + r.last_in_sec);
 }
 
 int main(void)
@@ -405,6 +490,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_reuse, setup_window, teardown_window),
         cmocka_unit_test_setup_teardown(test_classification, setup_window, teardown_window),
         cmocka_unit_test_setup_teardown(test_merge_and_rate, setup_window, teardown_window),
+        cmocka_unit_test_setup_teardown(test_totals_survive_slot_reuse, setup_window,
+                                        teardown_window),
+        cmocka_unit_test_setup_teardown(test_totals_add_across_windows, setup_window,
+                                        teardown_window),
         cmocka_unit_test(test_now_s_is_monotonic),
         cmocka_unit_test_setup_teardown(test_record_cost, setup_window, teardown_window),
         cmocka_unit_test_setup_teardown(test_writer_races_reader, setup_window, teardown_window),
