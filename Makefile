@@ -1,7 +1,9 @@
 # Thin wrapper around CMake: installs what is missing from Debian, configures, builds.
 #   make run    build and start the demo (two backends + the proxy)
 #   make test   every unit and integration test, normal build and ASan+UBSan build
-#   make bench  switchyard side by side with HAProxy and nginx (bench/run)
+#   make bench  switchyard side by side with HAProxy and nginx (bench/run), then
+#               how fast a failing candidate is taken out (bench/rollback)
+#   make bench-rollback  the latter alone
 
 BUILD      ?= build
 BUILD_SAN  ?= build-san
@@ -10,7 +12,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
                 libhiredis-dev libcmocka-dev redis-server curl jq
 
-.PHONY: all deps build build-san run test test-unit test-integration bench fuzz clean
+.PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback fuzz clean
 
 all: build
 
@@ -38,6 +40,10 @@ test: build build-san
 
 bench: build
 	./bench/run $(BUILD)
+	./bench/rollback $(BUILD)
+
+bench-rollback: build
+	./bench/rollback $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -75,7 +75,8 @@ struct backend_conn {
     struct http1_chunked chunked;
     bool hang;
     uint32_t latency_ms;
-    EVP_MD_CTX *md; /* made on the first /__sink, then reused */
+    uint64_t fault_gen; /* the fault mode's generation when it touched this request; 0: not */
+    EVP_MD_CTX *md;     /* made on the first /__sink, then reused */
     struct evbuffer *collect;
     struct evbuffer *held;         /* a delayed answer */
     enum backend_route_next after; /* what follows the held answer */
@@ -297,15 +298,20 @@ static int conn_begin(struct backend_conn *c, const struct http1_request *req)
                                            : BACKEND_REPLY_KEEP;
     c->hang = false;
     c->latency_ms = 0;
+    c->fault_gen = 0;
     if (!x->route.control) {
+        backend_worker_note_request(w);
         backend_fault_state_sync(w->shared->fault, &w->fault, &w->fault_gen);
         if (conn_draw(w, w->fault.reset_rate)) {
+            backend_worker_note_fault(w, w->fault_gen);
             c->flags |= CONN_F_RESET;
             return -1;
         }
         c->hang = w->fault.hang;
         c->latency_ms = w->fault.latency_ms;
         x->fail = conn_draw(w, w->fault.fail_rate);
+        if (c->hang || c->latency_ms > 0 || (x->fail && !x->route.fail_exempt))
+            c->fault_gen = w->fault_gen;
     }
     c->body = req->body;
     c->body_left = req->content_length;
@@ -459,6 +465,8 @@ static void conn_log_answer(const struct backend_conn *c)
 static int conn_after(struct backend_conn *c, enum backend_route_next next)
 {
     backend_counter_bump(&c->w->counters.answered);
+    if (c->fault_gen != 0)
+        backend_worker_note_fault(c->w, c->fault_gen);
     if (c->w->shared->verbose)
         conn_log_answer(c);
     switch (next) {
@@ -491,6 +499,7 @@ static int conn_answer(struct backend_conn *c)
     if (x->route.body_use == BACKEND_BODY_HASH && !EVP_DigestFinal_ex(c->md, x->sha256, NULL))
         return -1;
     if (c->hang) {
+        backend_worker_note_fault(c->w, c->fault_gen);
         evbuffer_drain(c->collect, evbuffer_get_length(c->collect));
         conn_set_state(c, CONN_HANG);
         return 1;

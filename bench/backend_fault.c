@@ -95,6 +95,11 @@ void backend_fault_state_sync(struct backend_fault_state *s, struct backend_faul
     pthread_mutex_unlock(&s->lock);
 }
 
+uint64_t backend_fault_state_gen(struct backend_fault_state *s)
+{
+    return atomic_load_explicit(&s->gen, memory_order_acquire);
+}
+
 /* Replaces the mode; *m is already checked. */
 static void state_set(struct backend_fault_state *s, const struct backend_fault *m)
 {

@@ -46,6 +46,10 @@ void backend_fault_state_free(struct backend_fault_state *s);
 void backend_fault_state_sync(struct backend_fault_state *s, struct backend_fault *copy,
                               uint64_t *gen);
 
+/* The generation of the shared mode: it moves on each POST or DELETE of
+ * /__fault, whether or not the mode differs. */
+uint64_t backend_fault_state_gen(struct backend_fault_state *s);
+
 /* Applies a JSON object (json[0..len), borrowed) whose keys are any subset of
  * the backend_fault fields. Nothing changes unless every key is known and in
  * range. Returns 0 with the resulting mode in *out, or -1 with a message in

@@ -236,6 +236,12 @@ static int answer_fault(struct backend_exchange *x, struct evbuffer *out)
     return json_answer(x, out, backend_fault_to_json(&w->fault));
 }
 
+/* A CLOCK_REALTIME time in ms as JSON (new): null when 0, that is never. */
+static json_t *json_time_ms(uint64_t ms)
+{
+    return ms ? json_integer((json_int_t)ms) : json_null();
+}
+
 static int answer_stats(struct backend_exchange *x, struct evbuffer *out)
 {
     struct backend_stats st;
@@ -243,9 +249,12 @@ static int answer_stats(struct backend_exchange *x, struct evbuffer *out)
     char *doc;
 
     backend_stats_sum(x->w->shared, &st);
-    o = json_pack("{s:s, s:I, s:I, s:I}", "name", backend_reply_name(x->w->shared->reply),
+    /* "o" steals the values, and frees them when the pack fails. */
+    o = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "name", backend_reply_name(x->w->shared->reply),
                   "connections", (json_int_t)st.connections, "requests", (json_int_t)st.requests,
-                  "active_connections", (json_int_t)st.active_connections);
+                  "active_connections", (json_int_t)st.active_connections, "first_fault_ms",
+                  json_time_ms(st.first_fault_ms), "last_request_ms",
+                  json_time_ms(st.last_request_ms));
     if (!o)
         return -1;
     doc = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

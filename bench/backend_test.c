@@ -187,6 +187,30 @@ static long long stat_field(const char *json, const char *key)
     return atoll(p + strlen(pat));
 }
 
+/* A /__stats time field: its value, or 0 for null. */
+static long long stat_time(const char *json, const char *key)
+{
+    char pat[64];
+    const char *p;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(json, pat);
+    assert_non_null(p);
+    p += strlen(pat);
+    if (strncmp(p, "null", 4) == 0)
+        return 0;
+    assert_true(*p >= '1' && *p <= '9');
+    return atoll(p);
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -687,6 +711,89 @@ static void test_threads_and_body_bytes(void **state)
     assert_int_equal(server_stop(&s, SIGINT), 0);
 }
 
+/* GET /__stats from s; *first and *last get its two time fields. */
+static void stats_times(const struct server *s, long long *first, long long *last)
+{
+    struct backend_client_resp r;
+
+    backend_client_exchange(s->port, "GET /__stats HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    *first = stat_time(r.body, "first_fault_ms");
+    *last = stat_time(r.body, "last_request_ms");
+    backend_client_resp_clear(&r);
+}
+
+/* One request to s on a new connection; asserts its status. */
+static void request_expect(const struct server *s, const char *req, int status)
+{
+    struct backend_client_resp r;
+
+    backend_client_exchange(s->port, req, &r);
+    assert_int_equal(r.status, status);
+    backend_client_resp_clear(&r);
+}
+
+static void post_fault(const struct server *s, const char *json)
+{
+    char req[256];
+
+    snprintf(req, sizeof(req), "POST /__fault HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(json), json);
+    request_expect(s, req, 200);
+}
+
+/* first_fault_ms and last_request_ms, over two threads: each request may
+ * land on either, so the merge is what is checked. */
+static void test_stats_fault_times(void **state)
+{
+    const char *extra[] = {"--threads", "2", NULL};
+    const char *get = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    struct server s;
+    long long first, last, first2, last2, t0, t1;
+
+    (void)state;
+    assert_int_equal(server_start(&s, "times", extra), 0);
+    stats_times(&s, &first, &last);
+    assert_true(first == 0 && last == 0); /* nothing yet, and /__stats does not count */
+    t0 = wall_ms();
+    request_expect(&s, get, 200);
+    t1 = wall_ms();
+    stats_times(&s, &first, &last);
+    assert_int_equal(first, 0); /* a healthy answer is no fault */
+    assert_in_range(last, t0, t1);
+
+    post_fault(&s, "{\"fail_rate\": 1}");
+    usleep(20000);
+    t0 = wall_ms();
+    request_expect(&s, get, 500);
+    t1 = wall_ms();
+    stats_times(&s, &first, &last);
+    assert_in_range(first, t0, t1);
+    assert_in_range(last, t0, t1);
+    /* Later faulted answers keep the first time; the last request moves. */
+    usleep(20000);
+    for (int i = 0; i < 4; i++)
+        request_expect(&s, get, 500);
+    stats_times(&s, &first2, &last2);
+    assert_int_equal(first2, first);
+    assert_true(last2 >= last + 20);
+
+    /* A change of the mode starts afresh, even one to the same mode. */
+    post_fault(&s, "{\"fail_rate\": 1}");
+    stats_times(&s, &first, &last);
+    assert_int_equal(first, 0);
+    assert_int_equal(last, last2);
+    /* A late answer counts when it goes out, not when it came in. */
+    post_fault(&s, "{\"fail_rate\": 0, \"latency_ms\": 100}");
+    t0 = wall_ms();
+    request_expect(&s, get, 200);
+    t1 = wall_ms();
+    stats_times(&s, &first, &last);
+    assert_in_range(first, t0 + 90, t1);
+    assert_true(last >= t0 && first - last >= 90);
+    assert_int_equal(server_stop(&s, SIGTERM), 0);
+}
+
 static int run_status(const char *const *args)
 {
     const char *argv[16] = {backend_path};
@@ -774,6 +881,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_upgrade_echoes),
         cmocka_unit_test(test_expect_continue_and_half_close),
         cmocka_unit_test(test_threads_and_body_bytes),
+        cmocka_unit_test(test_stats_fault_times),
         cmocka_unit_test(test_command_line),
     };
 

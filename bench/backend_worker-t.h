@@ -30,9 +30,15 @@ struct backend_shared {
  * readers: the writer needs no atomic read-modify-write, only a store that a
  * reader on another thread cannot see torn. */
 struct backend_counters {
-    _Atomic uint64_t accepted; /* connections accepted */
-    _Atomic uint64_t closed;   /* connections closed */
-    _Atomic uint64_t answered; /* requests answered */
+    _Atomic uint64_t accepted;        /* connections accepted */
+    _Atomic uint64_t closed;          /* connections closed */
+    _Atomic uint64_t answered;        /* requests answered */
+    _Atomic uint64_t last_request_ms; /* CLOCK_REALTIME of the last request taken; 0: none */
+    /* The first answer the fault mode touched under generation fault_gen:
+     * first_fault_ms is stored before fault_gen (release), so a reader that
+     * sees the generation it wants (acquire) also sees its time. */
+    _Atomic uint64_t first_fault_ms;
+    _Atomic uint64_t fault_gen; /* 0: no faulted answer yet */
 };
 
 struct backend_worker {

@@ -197,18 +197,61 @@ void backend_worker_join(struct backend_worker *w)
     w->started = false;
 }
 
-void backend_stats_sum(const struct backend_shared *shared, struct backend_stats *out)
+uint64_t backend_clock_ms(void)
 {
-    uint64_t accepted = 0, closed = 0, answered = 0;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void backend_worker_note_fault(struct backend_worker *w, uint64_t gen)
+{
+    struct backend_counters *c = &w->counters;
+
+    /* A delayed answer may go out after this worker saw a newer mode: it
+     * must not count as that mode's first. */
+    if (gen <= atomic_load_explicit(&c->fault_gen, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&c->first_fault_ms, backend_clock_ms(), memory_order_relaxed);
+    atomic_store_explicit(&c->fault_gen, gen, memory_order_release);
+}
+
+/* The earliest first fault among the workers under generation gen; 0: none. */
+static uint64_t first_fault_ms(const struct backend_shared *shared, uint64_t gen)
+{
+    uint64_t first = 0;
 
     for (size_t i = 0; i < shared->nworkers; i++) {
         const struct backend_counters *c = &shared->workers[i].counters;
+        uint64_t ms;
+
+        if (atomic_load_explicit(&c->fault_gen, memory_order_acquire) != gen)
+            continue;
+        ms = atomic_load_explicit(&c->first_fault_ms, memory_order_relaxed);
+        if (first == 0 || ms < first)
+            first = ms;
+    }
+    return first;
+}
+
+void backend_stats_sum(const struct backend_shared *shared, struct backend_stats *out)
+{
+    uint64_t accepted = 0, closed = 0, answered = 0, last = 0;
+
+    for (size_t i = 0; i < shared->nworkers; i++) {
+        const struct backend_counters *c = &shared->workers[i].counters;
+        uint64_t ms = atomic_load_explicit(&c->last_request_ms, memory_order_relaxed);
+
         accepted += atomic_load_explicit(&c->accepted, memory_order_relaxed);
         closed += atomic_load_explicit(&c->closed, memory_order_relaxed);
         answered += atomic_load_explicit(&c->answered, memory_order_relaxed);
+        last = ms > last ? ms : last;
     }
     out->connections = accepted;
     out->requests = answered;
+    out->last_request_ms = last;
+    out->first_fault_ms = first_fault_ms(shared, backend_fault_state_gen(shared->fault));
     /* Read apart, closed may run ahead of accepted by a few: never show that. */
     out->active_connections = accepted > closed ? accepted - closed : 0;
 }

@@ -15,6 +15,8 @@ struct backend_stats {
     uint64_t connections;        /* accepted since start */
     uint64_t requests;           /* answered since start */
     uint64_t active_connections; /* open now */
+    uint64_t last_request_ms;    /* CLOCK_REALTIME of the last request taken; 0: none */
+    uint64_t first_fault_ms;     /* of the first faulted answer under the current mode; 0: none */
 };
 
 /* Sets up w (zeroed by the caller): its event_base and a listening socket on
@@ -44,6 +46,22 @@ void backend_worker_join(struct backend_worker *w);
 /* Sums the counters of every worker in shared. The figures are a moment's
  * picture: other threads keep counting while it adds. */
 void backend_stats_sum(const struct backend_shared *shared, struct backend_stats *out);
+
+/* CLOCK_REALTIME in milliseconds: comparable with other processes' clocks. */
+uint64_t backend_clock_ms(void);
+
+/* Notes the time of a request w took that the fault mode applies to (the
+ * control paths are left out, so that polling /__stats moves nothing). Only
+ * w's thread may call it. */
+static inline void backend_worker_note_request(struct backend_worker *w)
+{
+    atomic_store_explicit(&w->counters.last_request_ms, backend_clock_ms(), memory_order_relaxed);
+}
+
+/* Notes a request that the fault mode of generation gen touched, when its
+ * fate is sealed: answered with fail_status or late, reset, or left hanging.
+ * The first one per generation keeps its time. Only w's thread may call it. */
+void backend_worker_note_fault(struct backend_worker *w, uint64_t gen);
 
 /* Bumps a counter of the worker that owns it (only that thread may). */
 static inline void backend_counter_bump(_Atomic uint64_t *c)
