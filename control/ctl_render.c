@@ -259,6 +259,11 @@ int ctl_render_event(FILE *out, const json_t *event)
 
     if (!json_is_integer(gen) || op == NULL)
         return -1;
+    if (from == NULL && to == NULL) { /* a server's change: no transition */
+        fprintf(out, "%s  %lld  %s  %s  %s\n", time, (long long)json_integer_value(gen), who, op,
+                str_or(event, "why", "-"));
+        return 0;
+    }
     swapped = strcmp(str_or(from, "stable", ""), str_or(to, "stable", "")) != 0;
     if (side_format(from, swapped, a, sizeof(a)) < 0 || side_format(to, swapped, b, sizeof(b)) < 0)
         return -1;

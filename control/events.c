@@ -102,6 +102,10 @@ json_t *events_to_json(const struct state_event *e)
     json_t *j;
 
     log_format_time(e->time_ms, when, sizeof(when));
+    if (e->op == STATE_OP_SERVER) /* no transition: no from and to */
+        return json_pack("{s:s, s:I, s:s, s:s, s:s, s:b}", "time", when, "generation",
+                         (json_int_t)e->generation, "who", e->who, "op", state_op_name(e->op),
+                         "why", e->why, "persisted", 1);
     j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o, s:o, s:b}", "time", when, "generation",
                   (json_int_t)e->generation, "who", e->who, "op", state_op_name(e->op), "why",
                   e->why, "from", side_json(&e->from), "to", side_json(&e->to), "persisted",
@@ -176,7 +180,7 @@ size_t events_foreach(const struct events *ev, uint64_t since_generation, events
 
     for (size_t i = 0; i < ev->count; i++) {
         const struct state_event *e = &ev->ring[(ev->head + i) % ev->capacity];
-        if (e->generation <= since_generation)
+        if (since_generation != 0 && e->generation <= since_generation)
             continue;
         passed++;
         if (cb(e, arg) != 0)

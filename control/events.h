@@ -39,8 +39,10 @@ void events_push(struct events *ev, const struct state_event *e);
 /* Number of events held (at most the capacity). */
 size_t events_count(const struct events *ev);
 
-/* Calls cb for each held event whose generation is above since_generation,
- * oldest first. Returns how many were passed to cb. */
+/* Calls cb for each held event whose generation is above since_generation
+ * (0: every one; server events carry the generation of the state they
+ * happened under, 0 before the first change), oldest first. Returns how
+ * many were passed to cb. */
 size_t events_foreach(const struct events *ev, uint64_t since_generation, events_each_cb cb,
                       void *arg);
 

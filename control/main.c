@@ -198,12 +198,15 @@ static void hup_signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* The checks write a server's health flag, which every worker's round-robin
- * reads. */
-static void server_health_cb(void *handle, bool up, void *arg)
+ * reads; a change is an event. */
+static void server_health_cb(void *handle, bool up, const char *why, void *arg)
 {
     struct server_state *st = handle;
+    struct service *svc = arg;
 
     atomic_store_explicit(&st->health, up ? SERVER_UP : SERVER_DOWN, memory_order_relaxed);
+    if (why != NULL)
+        service_record(svc, "health-check", why);
 }
 
 /* Points the health checks at snap's servers. ctl->checked keeps snap, and
@@ -271,7 +274,7 @@ static int run(struct snapshot *snap, const struct options *o)
     ctl.guard = guard_new(ctl.base, ctl.proxy, svc, ctl.reloader);
     if (ctl.guard == NULL)
         goto out;
-    ctl.checker = health_checker_new(ctl.base, server_health_cb, NULL);
+    ctl.checker = health_checker_new(ctl.base, server_health_cb, svc);
     if (ctl.checker == NULL || checks_retarget(&ctl, snap) < 0)
         goto out;
     reloader_on_applied(ctl.reloader, reload_applied_cb, &ctl);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -276,6 +277,33 @@ const struct state *service_state(const struct service *svc)
 const struct events *service_events(const struct service *svc)
 {
     return svc->events;
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void service_record(struct service *svc, const char *who, const char *why)
+{
+    const struct state *now = state_current(svc->sm);
+    struct state_event e = {
+        .generation = now->generation,
+        .time_ms = wall_clock_ms(),
+        .op = STATE_OP_SERVER,
+        .from = *now,
+        .to = *now,
+        .persisted = true, /* nothing of the state changed */
+    };
+
+    state_text_copy(e.who, sizeof(e.who), who);
+    state_text_copy(e.why, sizeof(e.why), why);
+    events_push(svc->events, &e);
+    if (svc->on_event != NULL)
+        svc->on_event(&e, svc->on_event_arg);
 }
 
 void service_on_event(struct service *svc, service_event_cb cb, void *arg)

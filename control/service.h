@@ -77,6 +77,11 @@ const struct events *service_events(const struct service *svc);
 typedef void (*service_event_cb)(const struct state_event *e, void *arg);
 void service_on_event(struct service *svc, service_event_cb cb, void *arg);
 
+/* Records an event that changes no state (a server went down, an operator
+ * drained one): into the ring, the audit log and to the event listener, at
+ * the current generation, with op "server". who and why are copied. */
+void service_record(struct service *svc, const char *who, const char *why);
+
 /* state_apply() on this service's state machine. */
 int service_apply(struct service *svc, const struct state_change *c, struct state_error *err)
     __attribute__((warn_unused_result));

@@ -253,9 +253,13 @@ static json_t *set_server_admin(struct client *c, const struct protocol_request 
         return protocol_error_reply("unknown_server", "pool %s has no server %s/%s", pool, pool,
                                     req->server);
     st = snap->servers[req->pool][i];
-    if (server_state_admin(st) != admin)
-        log_info("server %s/%s: %s -> %s by %s", pool, req->server,
-                 server_admin_name(server_state_admin(st)), server_admin_name(admin), c->who);
+    if (server_state_admin(st) != admin) {
+        char why[256];
+        snprintf(why, sizeof(why), "server %s/%s: %s -> %s", pool, req->server,
+                 server_admin_name(server_state_admin(st)), server_admin_name(admin));
+        log_info("%s by %s", why, c->who);
+        service_record(c->cs->svc, c->who, why);
+    }
     atomic_store_explicit(&st->admin, admin, memory_order_relaxed);
     return protocol_server_reply(snap, req->pool, i, c->cs->status->health);
 }

@@ -31,6 +31,7 @@ static const char *const op_names[STATE_OPS] = {
     [STATE_OP_RESUME] = "resume",
     [STATE_OP_PROMOTE] = "promote",
     [STATE_OP_ROLLBACK] = "rollback",
+    [STATE_OP_SERVER] = "server",
 };
 
 /* What an error message calls each op: "cannot <verb>: ...". */
@@ -43,6 +44,7 @@ static const char *const op_verbs[STATE_OPS] = {
     [STATE_OP_RESUME] = "resume",
     [STATE_OP_PROMOTE] = "promote",
     [STATE_OP_ROLLBACK] = "roll back",
+    [STATE_OP_SERVER] = "change a server",
 };
 
 /* The phases each op may start from. Rollback is allowed from all of them:
@@ -57,6 +59,7 @@ static const unsigned op_allowed[STATE_OPS] = {
     [STATE_OP_RESUME] = PH(STATE_PAUSED),
     [STATE_OP_PROMOTE] = PH(STATE_PROGRESSING) | PH(STATE_PAUSED) | PH(STATE_IDLE),
     [STATE_OP_ROLLBACK] = ALL_PHASES,
+    [STATE_OP_SERVER] = 0, /* never a transition: see service_record() */
 };
 
 const char *state_phase_name(enum state_phase p)
@@ -319,6 +322,8 @@ static void transition(const struct state *cur, const struct state_change *c, st
         next->phase = STATE_ROLLED_BACK;
         next->candidate_bp = 0;
         next->step = 0;
+        break;
+    case STATE_OP_SERVER: /* allowed from no phase: never gets here */
         break;
     }
 }

@@ -56,8 +56,9 @@ enum state_op {
     STATE_OP_RESUME,
     STATE_OP_PROMOTE, /* roles swap: the candidate becomes stable */
     STATE_OP_ROLLBACK,
+    STATE_OP_SERVER, /* an event only: a server's health or admin state changed */
 };
-#define STATE_OPS 8
+#define STATE_OPS 9
 
 struct state_change {
     enum state_op op;

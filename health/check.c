@@ -91,14 +91,20 @@ static void set_up(struct check *c, bool up)
 {
     const char *pool = conf_colour_name(c->pool);
     const char *s = c->st.streak == 1 ? "" : "s";
+    char why[256 + HEALTH_CHECK_TEXT_MAX];
 
     c->st.up = up;
     if (up)
-        log_info("server %s/%s up: %u check%s passed in a row", pool, c->name, c->st.streak, s);
+        snprintf(why, sizeof(why), "server %s/%s up: %u check%s passed in a row", pool, c->name,
+                 c->st.streak, s);
     else
-        log_warn("server %s/%s down: %u check%s failed in a row, last: %s", pool, c->name,
-                 c->st.streak, s, c->st.last);
-    c->hc->cb(c->handle, up, c->hc->cb_arg);
+        snprintf(why, sizeof(why), "server %s/%s down: %u check%s failed in a row, last: %s", pool,
+                 c->name, c->st.streak, s, c->st.last);
+    if (up)
+        log_info("%s", why);
+    else
+        log_warn("%s", why);
+    c->hc->cb(c->handle, up, why, c->hc->cb_arg);
 }
 
 /* Counts one finished check toward rise or fall. */
@@ -563,7 +569,7 @@ int health_checker_set(struct health_checker *hc, const struct conf_health *conf
     for (size_t i = 0; i < n; i++) {
         const struct health_status *st =
             health_checker_status(hc, targets[i].pool, targets[i].server->name);
-        hc->cb(targets[i].handle, st == NULL || st->up, hc->cb_arg);
+        hc->cb(targets[i].handle, st == NULL || st->up, NULL, hc->cb_arg);
     }
     return 0;
 }

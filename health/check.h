@@ -45,10 +45,12 @@ struct health_status {
     int64_t last_ms;                  /* when the last check ended, unix ms */
 };
 
-/* Told once per change of a server between up and down, and once per target
- * at each health_checker_set() so that the caller's flag agrees with the
- * checker. handle is the target's. */
-typedef void (*health_change_cb)(void *handle, bool up, void *arg);
+/* Told once per change of a server between up and down, with why (borrowed,
+ * e.g. "server blue/blue-2 down: 3 checks failed in a row, last: status
+ * 503"), and once per target at each health_checker_set(), with why NULL,
+ * so that the caller's flag agrees with the checker. handle is the
+ * target's. */
+typedef void (*health_change_cb)(void *handle, bool up, const char *why, void *arg);
 
 struct health_checker;
 

@@ -7,7 +7,8 @@
 #     none fails, and the flip still takes it out;
 #   - the detector: a candidate that answers but slowly (p99 over
 #     max_p99_ms) is rolled back once min_requests came in;
-#   - after a rollback, a new weight is judged on new traffic only.
+#   - after a rollback, a new weight is judged on new traffic only;
+#   - failures under every threshold, or from the stable pool, change nothing.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -112,6 +113,20 @@ out=$(load 200 fixed)
 sy_eq "after the fix, a new weight holds (old failures do not count)" \
     "$(state_field phase) $(state_field candidate_percent)" "idle 50"
 sy_match "... and green serves again" "$out" "200 green-1"
+
+# --- A few failures, under every threshold, are not a rollback -------------
+# With all traffic on green: 300 good answers, 3 failures (fewer than 5 in
+# a row), 100 good ones: 0.7 % errors, under max_error_rate at every tick.
+ctl weight 100 --reason "all green"
+load 300 good >/dev/null
+fault "$GREEN" '{"fail_rate": 1.0, "fail_status": 500}'
+codes=$(for i in 1 2 3; do sy_curl -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$PORT/few/$i"; done)
+fault "$GREEN" '{"fail_rate": 0}'
+load 100 good-again >/dev/null
+sy_eq "3 failures from green" "$codes" "500 500 500 "
+sy_eq "... under every threshold: no rollback" \
+    "$(state_field phase) $(state_field candidate_percent)" "idle 100"
+ctl weight 50 --reason "half"
 
 # --- Stable's failures are not the candidate's ------------------------------
 generation=$(state_field generation)

@@ -100,6 +100,11 @@ fault "$BLUE2" '{"health_status": 200}'
 sy_eq "it comes back after rise good checks" "$(wait_field blue-2 health up)" up
 sy_match "... logged at info" "$(cat "$LOG")" 'info: server blue/blue-2 up: 2 checks passed in a row'
 sy_match "... and gets requests again" "$(backends 30)" 'blue-2'
+events=$("$CTL" -s "$SOCK" events 2>&1)
+sy_match "both changes are events" "$events" \
+    "health-check  server  server blue/blue-2 down: 3 checks failed in a row, last: status 503"
+sy_match "... the way back too" "$events" \
+    "health-check  server  server blue/blue-2 up: 2 checks passed in a row"
 
 # A killed server: connect refused.
 sy_stop "$BLUE2_PID"

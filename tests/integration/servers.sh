@@ -95,6 +95,9 @@ sy_eq "... shows the request still in flight" "$OUT" "server.drain: blue/blue-1 
 sy_eq "... and blue-1 gets no new request" "$(backends 10 drain)" "10 blue-2"
 wait "$slow"
 sy_eq "the request in flight on the draining server finished" "$(cat "$SY_TMP/slow")" "200 blue-1"
+ctl events
+sy_match "admin changes are events, with who made them" "$OUT" \
+    "uid:[0-9]+  server  server blue/blue-1: enabled -> draining"
 fault "$BLUE" '{"latency_ms": 0}'
 ctl status
 sy_match "status: blue-1 is drained once empty" "$OUT" "blue-1 .* +drained +0"

@@ -421,6 +421,23 @@ static void test_render_refusal(void **state)
     json_decref(reply);
 }
 
+/* A server's change has no transition: its line says what happened. */
+static void test_render_server_event(void **state)
+{
+    json_t *e = load("{\"time\":\"2026-11-23T18:20:00.123Z\",\"generation\":4,\"who\":"
+                     "\"health-check\",\"op\":\"server\",\"why\":\"server blue/b1 down: 3 "
+                     "checks failed in a row, last: connect refused\",\"persisted\":true}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_event(out, e));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "2026-11-23T18:20:00.123Z  4  health-check  server  server blue/b1 "
+                              "down: 3 checks failed in a row, last: connect refused\n");
+    free(text);
+    json_decref(e);
+}
+
 /* A refused reload lists every problem under the message. */
 static void test_render_refusal_details(void **state)
 {
@@ -776,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_render_events),
         cmocka_unit_test(test_render_refusal),
         cmocka_unit_test(test_render_refusal_details),
+        cmocka_unit_test(test_render_server_event),
         cmocka_unit_test(test_render_server),
         cmocka_unit_test(test_render_reload),
         cmocka_unit_test_setup_teardown(test_e2e_ok, setup, teardown),

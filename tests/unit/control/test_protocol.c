@@ -645,7 +645,7 @@ static void test_status_reply(void **unused)
 }
 
 /* As switchyard does: the checks write the server's health flag. */
-static void set_health_cb(void *handle, bool up, void *arg)
+static void set_health_cb(void *handle, bool up, const char *why, void *arg)
 {
     struct server_state *st = handle;
 

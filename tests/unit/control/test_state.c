@@ -166,6 +166,13 @@ static const struct row table[] = {
     {STATE_OP_ROLLBACK, STATE_PAUSED, OK(STATE_ROLLED_BACK, 0, B, 0)},
     {STATE_OP_ROLLBACK, STATE_PROMOTED, OK(STATE_ROLLED_BACK, 0, B, 0)},
     {STATE_OP_ROLLBACK, STATE_ROLLED_BACK, OK(STATE_ROLLED_BACK, 0, B, 0)},
+    /* An event kind only (service_record()), never a transition. */
+    {STATE_OP_SERVER, STATE_IDLE, NO},
+    {STATE_OP_SERVER, STATE_PREFLIGHT, NO},
+    {STATE_OP_SERVER, STATE_PROGRESSING, NO},
+    {STATE_OP_SERVER, STATE_PAUSED, NO},
+    {STATE_OP_SERVER, STATE_PROMOTED, NO},
+    {STATE_OP_SERVER, STATE_ROLLED_BACK, NO},
 };
 
 static void check_row(const struct row *t)
