@@ -10,7 +10,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
-                libhiredis-dev libcmocka-dev redis-server curl jq
+                libhiredis-dev libcmocka-dev redis-server curl jq tzdata
 
 .PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback fuzz clean
 
