@@ -387,10 +387,22 @@ static void parse_sticky(struct cfgwalk *w, const json_t *obj, const char *path,
         {"header", CFGWALK_TOKEN, offsetof(struct conf_routing, sticky_header), 0, 0, false},
         {"client_addr", CFGWALK_BOOL, offsetof(struct conf_routing, sticky_client_addr), 0, 0,
          false},
+        {"set_cookie", CFGWALK_BOOL, offsetof(struct conf_routing, sticky_set_cookie), 0, 0, false},
     };
+    char p[CFGWALK_PATH_MAX];
 
     r->sticky_client_addr = true;
+    r->sticky_set_cookie = true;
     (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), r);
+    /* Without a cookie name there is nothing to set: only an explicit true
+     * is a mistake, the default quietly follows the cookie. */
+    if (r->sticky_cookie == NULL && r->sticky_set_cookie) {
+        if (json_is_true(json_object_get(obj, "set_cookie"))) {
+            cfgwalk_path_key(p, sizeof(p), path, "set_cookie");
+            cfgwalk_error(w, p, false, "needs routing.sticky.cookie (the name to set)");
+        }
+        r->sticky_set_cookie = false;
+    }
 }
 
 /* Stores the CIDR list; on any bad entry the list stays as it was. */

@@ -69,6 +69,7 @@ struct conf_routing {
     char *sticky_cookie;     /* NULL when absent */
     char *sticky_header;     /* NULL when absent */
     bool sticky_client_addr; /* hash the client address when no key; default true with sticky */
+    bool sticky_set_cookie;  /* the proxy sets sticky_cookie when absent; default true with it */
     char *override_header;   /* NULL when absent */
     struct conf_cidr *override_allow;
     size_t noverride_allow;

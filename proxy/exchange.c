@@ -297,6 +297,11 @@ static int on_response_head(struct session *s, const struct http1_response *res,
     fo.upgrade = upgrade;
     fo.close = !upgrade && (s->flags & SESSION_FL_CLIENT_CLOSE);
     fo.keepalive_10 = s->client_minor == 0 && !fo.close;
+    if (s->sticky.set) {
+        fo.cookie_name = s->w->cfg->routing.sticky_cookie;
+        fo.cookie_value = s->sticky.value;
+        fo.cookie_value_len = sizeof(s->sticky.value);
+    }
     s->status = res->status;
     s->upstream_ms = ms_since(&s->t_sent);
     record(s, OUTCOME_RESPONSE, res->status, NULL);

@@ -113,6 +113,42 @@ int forward_request_head(struct evbuffer *out, const struct http1_request *req,
     return evbuffer_get_length(out) > before ? 0 : -1;
 }
 
+/* True when the response already sets cookie name: the application's own
+ * value wins, and two Set-Cookie of one name would leave the browser to
+ * pick. */
+static bool response_sets_cookie(const struct http1_response *res, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const struct http1_header *h = &res->headers[i];
+        const char *v = h->value;
+        size_t vl = h->value_len;
+        if (!NAME_IS(h, "set-cookie"))
+            continue;
+        while (vl > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vl--;
+        }
+        if (vl > len && v[len] == '=' && memcmp(v, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void add_sticky_cookie(struct evbuffer *out, const struct http1_response *res,
+                              const struct forward_response_opts *opts)
+{
+    if (opts->cookie_name == NULL || res->status < 200 ||
+        response_sets_cookie(res, opts->cookie_name))
+        return;
+    evbuffer_add(out, "Set-Cookie: ", 12);
+    evbuffer_add(out, opts->cookie_name, strlen(opts->cookie_name));
+    evbuffer_add(out, "=", 1);
+    evbuffer_add(out, opts->cookie_value, opts->cookie_value_len);
+    evbuffer_add(out, FORWARD_COOKIE_ATTRS "\r\n", sizeof(FORWARD_COOKIE_ATTRS "\r\n") - 1);
+}
+
 int forward_response_head(struct evbuffer *out, const struct http1_response *res,
                           const struct forward_response_opts *opts)
 {
@@ -130,6 +166,7 @@ int forward_response_head(struct evbuffer *out, const struct http1_response *res
         if (!is_hop_by_hop(h, res->headers, res->num_headers, opts->upgrade))
             add_field(out, h);
     }
+    add_sticky_cookie(out, res, opts);
     if (opts->upgrade)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     else if (opts->close)

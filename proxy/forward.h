@@ -32,7 +32,16 @@ struct forward_response_opts {
     bool close;        /* tell the client this connection closes */
     bool keepalive_10; /* HTTP/1.0 client kept alive: say so */
     bool upgrade;      /* a 101 that switches the connection */
+    /* Sticky cookie to set on a final response (not on 1xx, not when res
+     * sets a cookie of that name itself); NULL: none. Both borrowed. */
+    const char *cookie_name;
+    const char *cookie_value; /* cookie_value_len URL-safe characters */
+    size_t cookie_value_len;
 };
+
+/* The attributes of the sticky cookie: a year, the whole site, out of
+ * scripts' reach, and sent on top-level navigation from other sites. */
+#define FORWARD_COOKIE_ATTRS "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
 
 /* Appends the client response head for res to out. Returns 0 or -1. */
 int forward_response_head(struct evbuffer *out, const struct http1_response *res,

@@ -87,7 +87,9 @@ uint32_t route_bucket_of_addr(const struct sockaddr *sa)
     return 0;
 }
 
-uint32_t route_bucket_random(uint64_t *state)
+/* One step of xorshift64*; state must not be 0. The high bits of the result
+ * are the good ones. */
+static uint64_t rng_next(uint64_t *state)
 {
     uint64_t x = *state;
 
@@ -95,8 +97,25 @@ uint32_t route_bucket_random(uint64_t *state)
     x ^= x << 25;
     x ^= x >> 27;
     *state = x;
-    /* The high bits of xorshift64* are the good ones. */
-    return (uint32_t)(((x * 0x2545f4914f6cdd1dull) >> 32) % ROUTE_BUCKETS);
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+uint32_t route_bucket_random(uint64_t *state)
+{
+    return (uint32_t)((rng_next(state) >> 32) % ROUTE_BUCKETS);
+}
+
+void route_token_draw(uint64_t *rng, char out[ROUTE_TOKEN_LEN])
+{
+    static const char b64url[64] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    /* Eight characters from the high 48 bits of each of two draws. */
+    for (size_t half = 0; half < 2; half++) {
+        uint64_t x = rng_next(rng);
+        for (size_t i = 0; i < ROUTE_TOKEN_LEN / 2; i++)
+            out[half * (ROUTE_TOKEN_LEN / 2) + i] = b64url[(x >> (58 - 6 * i)) & 63];
+    }
 }
 
 static bool is_ows(char c)
@@ -163,42 +182,103 @@ static int override_colour(const struct conf_routing *r, const struct http1_requ
     return -1;
 }
 
-static uint32_t request_bucket(const struct conf_routing *r, const struct http1_request *req,
-                               const struct sockaddr *peer, uint64_t *rng)
+/* The value of the request's sticky cookie, when it has one. */
+static bool request_cookie(const struct conf_routing *r, const struct http1_request *req,
+                           const char **val, size_t *len)
 {
-    const struct http1_header *h;
-
-    if (r->sticky_cookie != NULL) {
-        for (size_t i = 0; i < req->num_headers; i++) {
-            const char *v;
-            size_t vl;
-            if (http1_header_is(&req->headers[i], "cookie") &&
-                route_cookie_find(req->headers[i].value, req->headers[i].value_len,
-                                  r->sticky_cookie, &v, &vl))
-                return route_bucket_of_key(v, vl);
-        }
+    if (r->sticky_cookie == NULL)
+        return false;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (http1_header_is(&req->headers[i], "cookie") &&
+            route_cookie_find(req->headers[i].value, req->headers[i].value_len, r->sticky_cookie,
+                              val, len))
+            return true;
     }
-    if (r->sticky_header != NULL &&
-        (h = http1_header_find(req->headers, req->num_headers, r->sticky_header)) != NULL)
-        return route_bucket_of_key(h->value, h->value_len);
-    if (r->sticky_client_addr)
-        return route_bucket_of_addr(peer);
-    return route_bucket_random(rng);
+    return false;
+}
+
+static const struct http1_header *request_sticky_header(const struct conf_routing *r,
+                                                        const struct http1_request *req)
+{
+    if (r->sticky_header == NULL)
+        return NULL;
+    return http1_header_find(req->headers, req->num_headers, r->sticky_header);
+}
+
+/* A few draws find a token in any pool that has at least a few percent of
+ * the buckets; a pool of 0.01 % would need thousands, which the hot path
+ * does not spend. */
+#define TOKEN_TRIES 64
+
+/* Draws a token whose bucket goes to the same pool as bucket under v. Once
+ * the user carries it, raising the weight moves them only from stable to
+ * the candidate, as the address would have. */
+static bool token_for_pool(const struct route_view *v, uint32_t bucket, uint64_t *rng, char *tok)
+{
+    enum conf_colour want = route_colour_for(v, bucket);
+
+    for (int i = 0; i < TOKEN_TRIES; i++) {
+        route_token_draw(rng, tok);
+        if (route_colour_for(v, route_bucket_of_key(tok, ROUTE_TOKEN_LEN)) == want)
+            return true;
+    }
+    return false;
+}
+
+/* A request with neither the cookie nor the header, whose response will set
+ * the cookie. When the address decides, the token is drawn to agree with
+ * it; otherwise the token's own bucket is the random draw (no search). */
+static enum conf_colour pick_setting_cookie(const struct conf_routing *r,
+                                            const struct route_view *v, const struct sockaddr *peer,
+                                            uint64_t *rng, struct route_token *tok)
+{
+    uint32_t bucket;
+
+    if (r->sticky_client_addr) {
+        bucket = route_bucket_of_addr(peer);
+        tok->set = token_for_pool(v, bucket, rng, tok->value);
+        return route_colour_for(v, bucket);
+    }
+    route_token_draw(rng, tok->value);
+    tok->set = true;
+    return route_colour_for(v, route_bucket_of_key(tok->value, ROUTE_TOKEN_LEN));
+}
+
+/* At 0 and 100 % every bucket gives the same answer: no need to hash. */
+static bool split_is_uniform(const struct route_view *v)
+{
+    return v->candidate_bp == 0 || v->candidate_bp >= ROUTE_BUCKETS;
+}
+
+static enum conf_colour colour_of_key(const struct route_view *v, const char *key, size_t len)
+{
+    return route_colour_for(v, split_is_uniform(v) ? 0 : route_bucket_of_key(key, len));
 }
 
 enum conf_colour route_pick(const struct conf_routing *r, const struct route_split *split,
                             const struct http1_request *req, const struct sockaddr *peer,
-                            uint64_t *rng)
+                            uint64_t *rng, struct route_token *tok)
 {
     struct route_view v = route_split_get(split);
     int forced = override_colour(r, req, peer, &v);
+    const struct http1_header *h;
+    const char *key;
+    size_t len;
 
+    if (tok != NULL)
+        tok->set = false;
     if (forced >= 0)
         return (enum conf_colour)forced;
-    /* At 0 and 100 % every bucket gives the same answer: skip the hashing. */
-    if (v.candidate_bp == 0)
-        return v.stable;
-    if (v.candidate_bp >= ROUTE_BUCKETS)
-        return v.candidate;
-    return route_colour_for(&v, request_bucket(r, req, peer, rng));
+    if (request_cookie(r, req, &key, &len))
+        return colour_of_key(&v, key, len);
+    /* The header is a key the operator chose (it may name a user on every
+     * device): it keeps deciding, and no cookie competes with it. */
+    if ((h = request_sticky_header(r, req)) != NULL)
+        return colour_of_key(&v, h->value, h->value_len);
+    if (tok != NULL && r->sticky_set_cookie && r->sticky_cookie != NULL)
+        return pick_setting_cookie(r, &v, peer, rng, tok);
+    if (split_is_uniform(&v))
+        return route_colour_for(&v, 0);
+    return route_colour_for(&v, r->sticky_client_addr ? route_bucket_of_addr(peer)
+                                                      : route_bucket_random(rng));
 }

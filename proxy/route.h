@@ -66,12 +66,35 @@ static inline enum conf_colour route_colour_for(const struct route_view *v, uint
 bool route_cookie_find(const char *value, size_t len, const char *name, const char **val,
                        size_t *val_len);
 
+/* Length of a sticky cookie value the proxy makes up. 16 base64url
+ * characters are 96 random bits: enough that two browsers never share one. */
+#define ROUTE_TOKEN_LEN 16
+
+/* The sticky cookie a response must set, if any. */
+struct route_token {
+    bool set;                    /* add Set-Cookie: <sticky_cookie>=<value> */
+    char value[ROUTE_TOKEN_LEN]; /* base64url characters, not NUL-terminated */
+};
+
+/* Fills out with ROUTE_TOKEN_LEN random base64url characters from *rng. Not
+ * secret: the cookie only places a user, and a user may pick any value. */
+void route_token_draw(uint64_t *rng, char out[ROUTE_TOKEN_LEN]);
+
 /* Picks the pool for a request: a trusted override header first (values
  * blue, green, stable, candidate), then the split over the request's bucket:
  * sticky cookie, else sticky header, else the client address when
- * r->sticky_client_addr, else a random draw from *rng. */
+ * r->sticky_client_addr, else a random draw from *rng.
+ *
+ * tok (may be NULL: never set a cookie) tells whether the response must set
+ * the sticky cookie: when r->sticky_set_cookie and the request has neither
+ * the cookie, nor the sticky header, nor an override. Its value then routes
+ * the next requests to the pool this one got: with a random draw the
+ * token's own bucket is the draw; when the address decided, the token is
+ * drawn to fall in the same pool at the current weight (tok->set stays
+ * false if a few draws do not find one: the address still keeps the user,
+ * and the next request tries again). */
 enum conf_colour route_pick(const struct conf_routing *r, const struct route_split *split,
                             const struct http1_request *req, const struct sockaddr *peer,
-                            uint64_t *rng);
+                            uint64_t *rng, struct route_token *tok);
 
 #endif

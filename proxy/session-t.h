@@ -17,6 +17,7 @@
 #include "proxy/conn.h"
 #include "proxy/http1.h"
 #include "proxy/relay.h"
+#include "proxy/route.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
@@ -65,6 +66,7 @@ struct session {
     uint64_t tried;            /* servers of pool that failed this request */
     struct evbuffer *req_head; /* kept until the upstream answers: a replay needs it */
     struct relay_body req, resp;
+    struct route_token sticky; /* the cookie this request's response sets, if any */
     int status;
     struct timespec t_start, t_sent;
     double upstream_ms;

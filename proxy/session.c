@@ -368,8 +368,9 @@ static void on_request_head(struct session *s)
         return;
     }
     begin_exchange(s, &req);
-    session_route_to(s, s->w->pools[route_pick(&s->w->cfg->routing, s->w->shared->split, &req,
-                                               (struct sockaddr *)&s->peer, &s->w->rng)]);
+    enum conf_colour colour = route_pick(&s->w->cfg->routing, s->w->shared->split, &req,
+                                         (struct sockaddr *)&s->peer, &s->w->rng, &s->sticky);
+    session_route_to(s, s->w->pools[colour]);
     struct forward_request_opts fo = {s->peer_ip, "http", (s->flags & SESSION_FL_UPGRADE) != 0};
     if (forward_request_head(s->req_head, &req, &fo) < 0) {
         session_close(s, "out of memory");

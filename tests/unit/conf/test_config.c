@@ -488,6 +488,9 @@ static const struct bad_case bad_cases[] = {
      WITH("\"routing\": {\"sticky\": {\"cookie\": \"my cookie\"}}"),
      {"t.json:3:34: routing.sticky.cookie: must be an HTTP token (letters, digits and "
       "!#$%&'*+-.^_`|~) (got \"my cookie\")"}},
+    {"set_cookie without a cookie name",
+     WITH("\"routing\": {\"sticky\": {\"header\": \"X-User\", \"set_cookie\": true}}"),
+     {"t.json:3:58: routing.sticky.set_cookie: needs routing.sticky.cookie (the name to set)"}},
     {"string for a boolean",
      WITH("\"routing\": {\"sticky\": {\"client_addr\": \"yes\"}}"),
      {"t.json:3:39: routing.sticky.client_addr: expected a boolean, got \"yes\""}},
@@ -743,6 +746,33 @@ static void test_parse_bp(void **state)
     }
 }
 
+/* routing.sticky.set_cookie follows the cookie unless it is turned off. */
+static void test_sticky_set_cookie(void **state)
+{
+    static const struct {
+        const char *text;
+        bool want;
+    } cases[] = {
+        {WITH("\"routing\": {\"sticky\": {\"cookie\": \"sy\"}}"), true},
+        {WITH("\"routing\": {\"sticky\": {\"cookie\": \"sy\", \"set_cookie\": false}}"), false},
+        {WITH("\"routing\": {\"sticky\": {\"header\": \"X-User\"}}"), false},
+        {WITH("\"routing\": {\"sticky\": {\"header\": \"X-User\", \"set_cookie\": false}}"), false},
+        {WITH("\"routing\": {\"candidate_percent\": 5}"), false},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct conf_errors errs = {0};
+        struct config *cfg = load(cases[i].text, &errs);
+        conf_errors_print(&errs, stderr);
+        assert_non_null(cfg);
+        if (cfg->routing.sticky_set_cookie != cases[i].want)
+            fail_msg("case %zu: set_cookie %d, want %d", i, cfg->routing.sticky_set_cookie,
+                     cases[i].want);
+        config_free(cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_jsonpos_paths),
         cmocka_unit_test(test_jsonpos_bad_input),
         cmocka_unit_test(test_parse_bp),
+        cmocka_unit_test(test_sticky_set_cookie),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
