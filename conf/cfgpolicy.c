@@ -320,6 +320,87 @@ static void parse_window(struct cfgwalk *w, const json_t *obj, const char *path,
         cfgwalk_set_string(w, &win->tz, tz);
 }
 
+/* True for the fields a probe writes itself: a second copy from the config
+ * would make the request ambiguous or its framing wrong. */
+static bool probe_sets_header(const char *name)
+{
+    static const char *const own[] = {"Host", "Connection", "Content-Length", "Transfer-Encoding"};
+
+    for (size_t i = 0; i < NFIELDS(own); i++) {
+        if (strcasecmp(name, own[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A header value goes on the wire verbatim: CR or LF would end the field
+ * early, and the data plane's parser refuses NUL and other control bytes. */
+static bool header_value_ok(const json_t *v)
+{
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    size_t n = json_string_length(v);
+
+    for (size_t i = 0; i < n; i++) {
+        if ((s[i] < ' ' && s[i] != '\t') || s[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void parse_probe_header(struct cfgwalk *w, const char *name, const json_t *v,
+                               const char *path, struct conf_header *h)
+{
+    char shown[96];
+
+    if (!cfgwalk_is_token(name)) {
+        cfgwalk_error(w, path, true,
+                      "header name must be an HTTP token (letters, digits and "
+                      "!#$%%&'*+-.^_`|~) (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), name));
+    } else if (probe_sets_header(name)) {
+        cfgwalk_error(w, path, true,
+                      "%s cannot be set: the probe sends Host, Connection, Content-Length and "
+                      "Transfer-Encoding itself",
+                      cfgwalk_quote(shown, sizeof(shown), name));
+    } else if (cfgwalk_expect(w, v, path, CFGWALK_STRING)) {
+        if (!header_value_ok(v)) {
+            cfgwalk_error(w, path, false,
+                          "must not contain control characters such as CR, LF or NUL (got %s)",
+                          cfgwalk_quote(shown, sizeof(shown), json_string_value(v)));
+            return;
+        }
+        cfgwalk_set_string(w, &h->name, name);
+        cfgwalk_set_string(w, &h->value, json_string_value(v));
+    }
+}
+
+static void parse_probe_headers(struct cfgwalk *w, const json_t *obj, const char *path,
+                                struct conf_probe *pr)
+{
+    size_t n = json_object_size(obj), i = 0;
+    char p[CFGWALK_PATH_MAX];
+    const char *name;
+    json_t *v;
+
+    if (n > CONF_PROBE_HEADERS_MAX) {
+        cfgwalk_error(w, path, false, "at most %d headers (got %zu)", CONF_PROBE_HEADERS_MAX, n);
+        return;
+    }
+    if (!n)
+        return;
+    pr->headers = calloc(n, sizeof(*pr->headers));
+    if (!pr->headers) {
+        w->oom = true;
+        return;
+    }
+    pr->nheaders = n;
+    json_object_foreach((json_t *)obj, name, v)
+    {
+        cfgwalk_path_key(p, sizeof(p), path, name);
+        parse_probe_header(w, name, v, p, &pr->headers[i++]);
+    }
+}
+
 static void parse_probe(struct cfgwalk *w, const json_t *obj, const char *path,
                         struct conf_probe *pr)
 {
@@ -328,8 +409,14 @@ static void parse_probe(struct cfgwalk *w, const json_t *obj, const char *path,
         F(struct conf_probe, "path", CFGWALK_URLPATH, path, 0, 0, true),
         F(struct conf_probe, "expect_status", CFGWALK_U32, expect_status, 100, 599, false),
         F(struct conf_probe, "expect_body", CFGWALK_TEXT, expect_body, 0, 0, false),
+        CUSTOM("headers", false),
     };
+    char p[CFGWALK_PATH_MAX];
+    json_t *v;
+
     (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), pr);
+    if ((v = cfgwalk_member(w, obj, path, "headers", CFGWALK_OBJECT, false, p, sizeof(p))))
+        parse_probe_headers(w, v, p, pr);
 }
 
 static void parse_windows(struct cfgwalk *w, const json_t *arr, const char *path,
@@ -474,6 +561,11 @@ void cfgpolicy_free(struct config *cfg)
         free(r->preflight[i].method);
         free(r->preflight[i].path);
         free(r->preflight[i].expect_body);
+        for (size_t k = 0; k < r->preflight[i].nheaders; k++) {
+            free(r->preflight[i].headers[k].name);
+            free(r->preflight[i].headers[k].value);
+        }
+        free(r->preflight[i].headers);
     }
     free(r->preflight);
     free(cfg->redis.url);

@@ -118,11 +118,20 @@ struct conf_window {
     char *tz;          /* IANA zone name */
 };
 
+#define CONF_PROBE_HEADERS_MAX 32
+
+struct conf_header {
+    char *name;  /* an HTTP token, never a field the probe sets itself */
+    char *value; /* no control characters but tab */
+};
+
 struct conf_probe {
     char *method; /* "GET" */
     char *path;
     unsigned expect_status;
-    char *expect_body; /* NULL when absent */
+    char *expect_body;           /* NULL when absent */
+    struct conf_header *headers; /* sent in this order; NULL when none */
+    size_t nheaders;             /* at most CONF_PROBE_HEADERS_MAX */
 };
 
 struct conf_rollout {

@@ -24,9 +24,10 @@
 #include <event2/event.h>
 
 #include "conf/config.h"
+#include "health/http_client.h"
 
-#define HEALTH_CHECK_BODY_MAX (64 * 1024) /* body bytes searched for expect_body */
-#define HEALTH_CHECK_TEXT_MAX 128         /* a check's result text, NUL included */
+#define HEALTH_CHECK_BODY_MAX HTTP_CLIENT_BODY_MAX /* body bytes searched for expect_body */
+#define HEALTH_CHECK_TEXT_MAX HTTP_CLIENT_TEXT_MAX /* a check's result text, NUL included */
 
 /* One server to check. */
 struct health_target {

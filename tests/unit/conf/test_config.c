@@ -539,6 +539,30 @@ static const struct bad_case bad_cases[] = {
     {"preflight without path",
      WITH("\"rollout\": {\"preflight\": [{\"method\": \"GET\"}]}"),
      {"t.json:3:27: rollout.preflight[0].path: missing required key"}},
+    {"probe header the probe sets itself",
+     WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {\"host\": \"a\"}}]}"),
+     {"t.json:3:53: rollout.preflight[0].headers.host: \"host\" cannot be set: the probe sends "
+      "Host, Connection, Content-Length and Transfer-Encoding itself"}},
+    {"probe header name that is not a token",
+     WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {\"X Y\": \"a\"}}]}"),
+     {"t.json:3:53: rollout.preflight[0].headers.X Y: header name must be an HTTP token "
+      "(letters, digits and !#$%&'*+-.^_`|~) (got \"X Y\")"}},
+    {"probe header value with CR LF",
+     WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {\"X-A\": \"a\\r\\nB: "
+          "c\"}}]}"),
+     {"t.json:3:60: rollout.preflight[0].headers.X-A: must not contain control characters "
+      "such as CR, LF or NUL (got \"a\\r\\nB: c\")"}},
+    {"probe header value with NUL",
+     WITH(
+         "\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {\"X-A\": \"a\\u0000\"}}]}"),
+     {"t.json:3:68: invalid JSON: \\u0000 is not allowed without JSON_ALLOW_NUL near "
+      "'\"a\\u0000\"'"}},
+    {"probe header value not a string",
+     WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {\"X-A\": 1}}]}"),
+     {"t.json:3:60: rollout.preflight[0].headers.X-A: expected a string, got 1"}},
+    {"probe headers not an object",
+     WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": [\"X-A: 1\"]}]}"),
+     {"t.json:3:52: rollout.preflight[0].headers: expected an object, got an array"}},
     {"several errors in one file",
      "{\"workers\": -1,\n"
      " \"listen\": [{\"addr\": \"127.0.0.1:80800\"}],\n"
@@ -773,6 +797,41 @@ static void test_sticky_set_cookie(void **state)
     }
 }
 
+/* rollout.preflight[].headers: kept in order; at most CONF_PROBE_HEADERS_MAX. */
+static void test_probe_headers(void **state)
+{
+    struct conf_errors errs = {0};
+    char many[2048], text[4096];
+    size_t len = 0;
+    (void)state;
+
+    struct config *cfg =
+        load(WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": "
+                  "{\"X-Token\": \"s3cret\", \"Accept\": \"*/*\", \"X-Empty\": \"\"}}]}"),
+             &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    const struct conf_probe *pr = &cfg->rollout.preflight[0];
+    assert_int_equal(pr->nheaders, 3);
+    assert_string_equal(pr->headers[0].name, "X-Token");
+    assert_string_equal(pr->headers[0].value, "s3cret");
+    assert_string_equal(pr->headers[1].name, "Accept");
+    assert_string_equal(pr->headers[2].value, "");
+    config_free(cfg);
+
+    for (int i = 0; i <= CONF_PROBE_HEADERS_MAX; i++)
+        len +=
+            (size_t)snprintf(many + len, sizeof(many) - len, "%s\"X-%d\": \"v\"", i ? ", " : "", i);
+    snprintf(text, sizeof(text),
+             WITH("\"rollout\": {\"preflight\": [{\"path\": \"/\", \"headers\": {%s}}]}"), many);
+    assert_null(load(text, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0],
+                        "t.json:3:52: rollout.preflight[0].headers: at most 32 headers "
+                        "(got 33)");
+    conf_errors_clear(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -791,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_jsonpos_bad_input),
         cmocka_unit_test(test_parse_bp),
         cmocka_unit_test(test_sticky_set_cookie),
+        cmocka_unit_test(test_probe_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

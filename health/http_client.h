@@ -1,0 +1,61 @@
+/* http_client.h - one HTTP/1.1 request to a server, its answer judged.
+ *
+ * Shared by the active health checks and the rollout's preflight probes:
+ * connect (non-blocking) to an address, send `METHOD PATH HTTP/1.1` with
+ * `Host: <the address>` and `Connection: close` and the caller's header
+ * fields, read the response head with the data plane's HTTP/1.1 parser and,
+ * when a body substring is expected, the first HTTP_CLIENT_BODY_MAX bytes of
+ * the body. The whole exchange is bounded by a timeout. The answer passes
+ * when its status is the expected one and, with an expected substring, the
+ * body contains it.
+ */
+#ifndef SY_HEALTH_HTTP_CLIENT_H
+#define SY_HEALTH_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "conf/addr.h"
+#include "conf/config.h"
+
+#define HTTP_CLIENT_BODY_MAX (64 * 1024) /* body bytes searched for expect_body */
+#define HTTP_CLIENT_TEXT_MAX 128         /* a result text, NUL included */
+
+/* What to send and how to judge the answer. Everything is borrowed for the
+ * http_client_start() call only. */
+struct http_client_request {
+    const struct conf_addr *addr;      /* where to connect; its text is the Host */
+    const char *method;                /* "GET", "HEAD", ... */
+    const char *path;                  /* "/healthz" */
+    const struct conf_header *headers; /* more fields, in order; none may be Host or
+                                          Connection */
+    size_t nheaders;
+    const char *user_agent; /* NULL: no User-Agent field */
+    unsigned expect_status;
+    const char *expect_body; /* NULL: any body */
+    uint32_t timeout_ms;     /* bounds connect, request and answer together */
+};
+
+/* Told once when the exchange ends, always from the loop (never from inside
+ * http_client_start()): passed, and a result text (borrowed for the call)
+ * such as "ok: status 200", "status 503, expected 200", "connect refused",
+ * "timeout after 2000 ms", "status 200, body does not contain \"ok\"". The
+ * callback may free the client. */
+typedef void (*http_client_done_cb)(bool passed, const char *result, void *arg);
+
+struct http_client;
+
+/* Starts one exchange on base (borrowed; must outlive the client). Returns
+ * a new client, or NULL when out of memory (then cb is never called). */
+struct http_client *http_client_start(struct event_base *base,
+                                      const struct http_client_request *req, http_client_done_cb cb,
+                                      void *arg);
+
+/* Stops the exchange if it still runs (cb is not called after) and frees c.
+ * NULL is fine; so is a call from inside cb. */
+void http_client_free(struct http_client *c);
+
+#endif
