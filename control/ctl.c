@@ -195,6 +195,10 @@ static int render_ok(const struct ctl_options *o, const json_t *reply)
         rc = ctl_render_server(stdout, o->cmd, reply);
     else if (strcmp(o->cmd, "reload") == 0)
         rc = ctl_render_reload(stdout, reply);
+    else if (strcmp(o->cmd, "rollout.report") == 0)
+        rc = ctl_render_rollout_report(stdout, reply);
+    else if (strcmp(o->cmd, "rollout.status") == 0 || json_object_get(reply, "rollout") != NULL)
+        rc = ctl_render_rollout_status(stdout, reply); /* rollout.start may answer with it */
     else if (json_object_get(reply, "state") == NULL)
         rc = printf("%s: done\n", o->cmd) < 0 ? -1 : 0;
     else

@@ -1,11 +1,11 @@
 /* ctl_cmd.c - switchyardctl's command line and the requests it builds.
  *
  * Global options (-s, --json, --timeout, --help) may stand anywhere; the
- * command's own options (--reason, --if-generation, --since, --follow) are
- * collected too and then checked against what the command accepts, so a typo
- * such as `pause --since 3` is a usage error rather than a silently ignored
- * word. Everything is validated here, before a connection is made: a bad
- * command line never reaches switchyard.
+ * command's own options (--reason, --if-generation, --since, --follow,
+ * --steps, --step-s) are collected too and then checked against what the
+ * command accepts, so a typo such as `pause --since 3` is a usage error
+ * rather than a silently ignored word. Everything is validated here, before
+ * a connection is made: a bad command line never reaches switchyard.
  */
 #include "control/ctl_cmd.h"
 
@@ -41,10 +41,20 @@ const char ctl_usage_text[] =
     "  server disable|enable|drain POOL/NAME\n"
     "                          change one server's admin state (e.g. blue/blue-1)\n"
     "  reload                  re-read the config file\n"
-    "  rollout start           start the configured step-by-step rollout\n"
+    "  rollout start [--steps LIST] [--step-s N]\n"
+    "                          start a step-by-step rollout: preflight probes, then\n"
+    "                          the candidate's share moves up a step whenever every\n"
+    "                          gate holds; --steps (percentages, increasing, ending\n"
+    "                          at 100, e.g. 1,5,25,100) and --step-s (least seconds\n"
+    "                          at each step, 1..86400) override the config's rollout\n"
+    "  rollout status          the plan with the current step, each gate and what\n"
+    "                          the rollout waits for\n"
+    "  rollout report          the report of the last finished rollout: outcome, and\n"
+    "                          per step its times, gates, traffic of both pools and\n"
+    "                          verdict (with --json: the report as JSON)\n"
     "  help                    this text\n"
     "\n"
-    "Options of weight, pause, resume, promote and rollback:\n"
+    "Options of weight, pause, resume, promote, rollback and rollout start:\n"
     "  --reason TEXT           why; recorded in the state and the audit trail\n"
     "  --if-generation N       apply only if the state is still at generation N\n"
     "                          (as shown by status); refused with \"conflict\" if\n"
@@ -72,16 +82,22 @@ const char ctl_usage_text[] =
     "  switchyardctl rollback --reason \"5xx on checkout\"\n"
     "  switchyardctl -s /run/switchyard/admin.sock --json status | jq .state\n"
     "  switchyardctl events --since 40 --follow\n"
-    "  switchyardctl server drain blue/blue-1\n";
+    "  switchyardctl server drain blue/blue-1\n"
+    "  switchyardctl rollout start --steps 1,5,25,100 --step-s 60 --reason \"release 42\"\n"
+    "  switchyardctl rollout status\n"
+    "  switchyardctl rollout report --json > report.json\n";
 
 enum {
     OPT_REASON = 1u << 0,
     OPT_GENERATION = 1u << 1,
     OPT_SINCE = 1u << 2,
     OPT_FOLLOW = 1u << 3,
+    OPT_STEPS = 1u << 4,
+    OPT_STEP_S = 1u << 5,
 };
 
 #define MAX_WORDS 4
+#define FULL_BP 10000 /* 100 % in basis points: a plan's last step */
 
 /* The command line split into words and options, before any checking. */
 struct words {
@@ -90,6 +106,8 @@ struct words {
     const char *reason;
     const char *generation;
     const char *since;
+    const char *steps;
+    const char *step_s;
     bool follow;
     unsigned seen; /* OPT_* given */
     bool help;
@@ -99,7 +117,15 @@ struct command {
     const char *name;
     const char *proto; /* protocol name; NULL = built from a sub-command */
     int nargs;         /* words after the command */
-    unsigned opts;     /* OPT_* accepted */
+    unsigned opts;     /* OPT_* accepted; for sub-commands, see subcommands[] */
+};
+
+/* The sub-commands of commands whose proto is NULL; the protocol's name is
+ * "COMMAND.SUB". */
+struct subcommand {
+    const char *command;
+    const char *name;
+    unsigned opts; /* OPT_* accepted */
 };
 
 static const struct command commands[] = {
@@ -115,7 +141,18 @@ static const struct command commands[] = {
     {"rollout", NULL, 1, 0},
 };
 
-static const char *const opt_names[] = {"--reason", "--if-generation", "--since", "--follow"};
+static const struct subcommand subcommands[] = {
+    {"server", "disable", 0},
+    {"server", "enable", 0},
+    {"server", "drain", 0},
+    {"rollout", "start", OPT_REASON | OPT_GENERATION | OPT_STEPS | OPT_STEP_S},
+    {"rollout", "status", 0},
+    {"rollout", "report", 0},
+};
+
+/* Indexed by the bit number of OPT_*. */
+static const char *const opt_names[] = {"--reason", "--if-generation", "--since",
+                                        "--follow", "--steps",         "--step-s"};
 
 static int fail(char *err, size_t err_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -199,14 +236,15 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
-enum value_kind { V_SOCKET, V_TIMEOUT, V_REASON, V_GENERATION, V_SINCE };
+enum value_kind { V_SOCKET, V_TIMEOUT, V_REASON, V_GENERATION, V_SINCE, V_STEPS, V_STEP_S };
 
 static const struct {
     const char *name;
     enum value_kind kind;
 } value_opts[] = {
-    {"--socket", V_SOCKET}, {"-s", V_SOCKET},     {"--timeout", V_TIMEOUT},
-    {"--reason", V_REASON}, {"--since", V_SINCE}, {"--if-generation", V_GENERATION},
+    {"--socket", V_SOCKET}, {"-s", V_SOCKET},       {"--timeout", V_TIMEOUT},
+    {"--reason", V_REASON}, {"--since", V_SINCE},   {"--if-generation", V_GENERATION},
+    {"--steps", V_STEPS},   {"--step-s", V_STEP_S},
 };
 
 static int store_value(enum value_kind kind, const char *v, struct ctl_options *o, struct words *w,
@@ -237,6 +275,14 @@ static int store_value(enum value_kind kind, const char *v, struct ctl_options *
     case V_SINCE:
         w->since = v;
         w->seen |= OPT_SINCE;
+        return 0;
+    case V_STEPS:
+        w->steps = v;
+        w->seen |= OPT_STEPS;
+        return 0;
+    case V_STEP_S:
+        w->step_s = v;
+        w->seen |= OPT_STEP_S;
         return 0;
     }
     return fail(err, err_len, "internal error: option kind %d", (int)kind);
@@ -309,49 +355,90 @@ static const struct command *command_find(const char *name)
     return NULL;
 }
 
-/* Sets o->cmd to the protocol's name for the command, checking sub-commands. */
-static int command_name(const struct command *c, const struct words *w, struct ctl_options *o,
-                        char *err, size_t err_len)
+/* Writes the sub-commands of command into buf as "a, b or c". */
+static void subcommand_list(const char *command, char *buf, size_t len)
 {
-    const char *sub = w->word[1];
+    size_t n = sizeof(subcommands) / sizeof(subcommands[0]), used = 0, last = n;
+    const char *sep = "";
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(subcommands[i].command, command) == 0)
+            last = i;
+    }
+    for (size_t i = 0; i < n && used < len; i++) {
+        if (strcmp(subcommands[i].command, command) != 0)
+            continue;
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", sep, subcommands[i].name);
+        sep = i + 1 < last ? ", " : " or ";
+    }
+}
+
+/* Returns the sub-command sub of command, or NULL with err set. */
+static const struct subcommand *subcommand_find(const char *command, const char *sub, char *err,
+                                                size_t err_len)
+{
+    char list[64];
+
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+        if (strcmp(subcommands[i].command, command) == 0 && strcmp(subcommands[i].name, sub) == 0)
+            return &subcommands[i];
+    }
+    subcommand_list(command, list, sizeof(list));
+    fail(err, err_len, "%s: unknown sub-command \"%s\" (expected %s)", command, sub, list);
+    return NULL;
+}
+
+/* Sets o->cmd to the protocol's name for the command and *opts to the
+ * options it accepts, checking sub-commands. */
+static int command_name(const struct command *c, const struct words *w, struct ctl_options *o,
+                        unsigned *opts, char *err, size_t err_len)
+{
+    const struct subcommand *sub;
 
     if (c->proto != NULL) {
         snprintf(o->cmd, sizeof(o->cmd), "%s", c->proto);
+        *opts = c->opts;
         return 0;
     }
-    if (strcmp(c->name, "rollout") == 0) {
-        if (strcmp(sub, "start") != 0)
-            return fail(err, err_len, "rollout: unknown sub-command \"%s\" (expected start)", sub);
-    } else if (strcmp(sub, "disable") != 0 && strcmp(sub, "enable") != 0 &&
-               strcmp(sub, "drain") != 0) {
-        return fail(err, err_len,
-                    "server: unknown sub-command \"%s\" (expected disable, enable or drain)", sub);
-    }
-    snprintf(o->cmd, sizeof(o->cmd), "%s.%s", c->name, sub);
+    sub = subcommand_find(c->name, w->word[1], err, err_len);
+    if (sub == NULL)
+        return -1;
+    snprintf(o->cmd, sizeof(o->cmd), "%s.%s", c->name, sub->name);
+    *opts = sub->opts;
     return 0;
 }
 
-/* Checks the number of arguments and that every option given is accepted. */
+/* Checks the number of arguments. */
 static int command_check(const struct command *c, const struct words *w, char *err, size_t err_len)
 {
     int nargs = w->nword - 1;
-    unsigned extra = w->seen & ~c->opts;
+    char list[64];
 
     if (nargs < c->nargs) {
         if (strcmp(c->name, "weight") == 0)
             return fail(err, err_len, "weight: missing PERCENT (0..100, e.g. 12.5)");
-        if (strcmp(c->name, "server") == 0 && nargs == 0)
-            return fail(err, err_len, "server: missing disable, enable or drain");
-        if (strcmp(c->name, "server") == 0)
+        if (strcmp(c->name, "server") == 0 && nargs == 1)
             return fail(err, err_len, "server %s: missing POOL/NAME", w->word[1]);
-        return fail(err, err_len, "%s: missing sub-command (expected start)", c->name);
+        subcommand_list(c->name, list, sizeof(list));
+        return fail(err, err_len, "%s: missing sub-command (expected %s)", c->name, list);
     }
     if (nargs > c->nargs)
         return fail(err, err_len, "%s: unexpected argument \"%s\"", c->name, w->word[c->nargs + 1]);
+    return 0;
+}
+
+/* Checks that every option given is one the command accepts (opts). */
+static int options_check(const struct command *c, const struct words *w, unsigned opts, char *err,
+                         size_t err_len)
+{
+    unsigned extra = w->seen & ~opts;
+    const char *sub = c->proto == NULL ? w->word[1] : "";
+
     for (unsigned k = 0; extra != 0; k++, extra >>= 1) {
         if (extra & 1u)
-            return fail(err, err_len, "%s: %s is not an option of this command", c->name,
-                        opt_names[k]);
+            return fail(err, err_len, "%s%s%s: %s is not an option of this command", c->name,
+                        sub[0] != '\0' ? " " : "", sub, opt_names[k]);
     }
     return 0;
 }
@@ -380,6 +467,83 @@ static int set_new(json_t *req, const char *key, json_t *value, char *err, size_
 {
     if (json_object_set_new(req, key, value) < 0)
         return fail(err, err_len, "out of memory");
+    return 0;
+}
+
+/* Parses one step of --steps (len bytes of s) into *bp: above prev. */
+static int parse_step(const char *s, size_t len, uint32_t prev, uint32_t *bp, char *err,
+                      size_t err_len)
+{
+    char word[16];
+
+    if (len < sizeof(word)) {
+        memcpy(word, s, len);
+        word[len] = '\0';
+    }
+    if (len >= sizeof(word) || ctl_parse_percent(word, bp) < 0 || *bp == 0)
+        return fail(err, err_len,
+                    "--steps: expected percentages 0.01..100 with at most two decimals, "
+                    "separated by commas (e.g. 1,5,25,100), got \"%.*s\"",
+                    (int)len, s);
+    if (*bp <= prev)
+        return fail(err, err_len, "--steps: steps must increase: %g follows %g", *bp / 100.0,
+                    prev / 100.0);
+    return 0;
+}
+
+/* Parses --steps "1,5,25,100" into a new array of percentages, or NULL
+ * with err set. */
+static json_t *steps_json(const char *s, char *err, size_t err_len)
+{
+    json_t *arr = json_array();
+    uint32_t bp = 0;
+
+    if (arr == NULL) {
+        fail(err, err_len, "out of memory");
+        return NULL;
+    }
+    for (size_t n = 0;; n++) {
+        size_t len = strcspn(s, ",");
+        uint32_t prev = bp;
+        if (n == CTL_STEPS_MAX) {
+            fail(err, err_len, "--steps: at most %d steps", CTL_STEPS_MAX);
+            goto fail;
+        }
+        if (parse_step(s, len, prev, &bp, err, err_len) < 0)
+            goto fail;
+        if (json_array_append_new(arr, percent_json(bp)) < 0) {
+            fail(err, err_len, "out of memory");
+            goto fail;
+        }
+        if (s[len] == '\0')
+            break;
+        s += len + 1;
+    }
+    if (bp == FULL_BP)
+        return arr;
+    fail(err, err_len, "--steps: the last step must be 100, got %g", bp / 100.0);
+fail:
+    json_decref(arr);
+    return NULL;
+}
+
+/* Adds rollout start's --steps and --step-s to req. */
+static int add_plan(const struct words *w, json_t *req, char *err, size_t err_len)
+{
+    uint64_t n;
+
+    if (w->steps != NULL) {
+        json_t *steps = steps_json(w->steps, err, err_len);
+        if (steps == NULL || set_new(req, "steps", steps, err, err_len) < 0)
+            return -1;
+    }
+    if (w->step_s != NULL) {
+        if (parse_uint(w->step_s, 1, CTL_STEP_S_MAX, &n) < 0)
+            return fail(err, err_len, "--step-s: expected 1..%d seconds, got \"%s\"",
+                        CTL_STEP_S_MAX, w->step_s);
+        if (set_new(req, "step_s", json_integer((json_int_t)n), err, err_len) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -421,18 +585,20 @@ static int add_fields(const struct command *c, const struct words *w, json_t *re
     }
     if ((c->opts & OPT_FOLLOW) && set_new(req, "follow", json_boolean(w->follow), err, err_len) < 0)
         return -1;
-    return 0;
+    return add_plan(w, req, err, err_len);
 }
 
 static int build_request(const struct words *w, struct ctl_options *o, json_t **request, char *err,
                          size_t err_len)
 {
     const struct command *c = command_find(w->word[0]);
+    unsigned opts;
     json_t *req;
 
     if (c == NULL)
         return fail(err, err_len, "unknown command \"%s\" (see switchyardctl --help)", w->word[0]);
-    if (command_check(c, w, err, err_len) < 0 || command_name(c, w, o, err, err_len) < 0)
+    if (command_check(c, w, err, err_len) < 0 || command_name(c, w, o, &opts, err, err_len) < 0 ||
+        options_check(c, w, opts, err, err_len) < 0)
         return -1;
     req = json_object();
     if (req == NULL || set_new(req, "cmd", json_string(o->cmd), err, err_len) < 0 ||

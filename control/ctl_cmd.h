@@ -24,6 +24,8 @@ enum ctl_exit {
 #define CTL_DEFAULT_TIMEOUT_MS 5000
 #define CTL_MAX_TIMEOUT_MS 3600000
 #define CTL_CMD_MAX 32
+#define CTL_STEPS_MAX 20     /* steps of rollout start --steps, as the protocol allows */
+#define CTL_STEP_S_MAX 86400 /* rollout start --step-s, as rollout.step_s allows */
 
 /* ctl_parse_args() results besides 0 and -1. */
 #define CTL_PARSE_HELP 1

@@ -346,3 +346,279 @@ int ctl_render_reload(FILE *out, const json_t *reply)
     print_list(out, json_object_get(reply, "notes"));
     return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Rollouts */
+
+/* "5 %", "0.5 %": a plan's percentages as an operator wrote them. */
+static const char *percent_text(const json_t *v, char *buf, size_t len)
+{
+    snprintf(buf, len, "%g %%", json_number_value(v));
+    return buf;
+}
+
+/* True when steps is an array of numbers. */
+static bool is_number_array(const json_t *steps)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(steps))
+        return false;
+    json_array_foreach(steps, i, v)
+    {
+        if (!json_is_number(v))
+            return false;
+    }
+    return true;
+}
+
+/* True when gates is an array of {"name":S,"ok":B,...}; measures the
+ * longest name into *width. */
+static bool gates_ok(const json_t *gates, int *width)
+{
+    size_t i;
+    json_t *g;
+
+    if (!json_is_array(gates))
+        return false;
+    json_array_foreach(gates, i, g)
+    {
+        const char *name = str_or(g, "name", NULL);
+        if (name == NULL || !json_is_boolean(json_object_get(g, "ok")))
+            return false;
+        widen(width, (int)strlen(name));
+    }
+    return true;
+}
+
+/* "2 of 4: 5 % since T, at least 60 s a step"; the parts the reply lacks
+ * are left out. */
+static void print_step(FILE *out, const json_t *r, json_int_t step, const json_t *steps)
+{
+    const json_t *weight = json_object_get(r, "weight");
+    const json_t *step_s = json_object_get(r, "step_s");
+    char pct[32];
+
+    if (!json_is_number(weight) && step >= 1 && (size_t)step <= json_array_size(steps))
+        weight = json_array_get(steps, (size_t)step - 1);
+    fprintf(out, "%-12s%lld of %zu", "step", (long long)step, json_array_size(steps));
+    if (json_is_number(weight))
+        fprintf(out, ": %s since %s", percent_text(weight, pct, sizeof(pct)),
+                str_or(r, "step_started_at", "-"));
+    if (json_is_integer(step_s))
+        fprintf(out, ", at least %lld s a step", (long long)json_integer_value(step_s));
+    fputc('\n', out);
+}
+
+/* "1 % → [5 %] → 25 % → 100 %": the plan, the current step in brackets. */
+static void print_plan(FILE *out, const json_t *steps, json_int_t step)
+{
+    size_t i;
+    json_t *v;
+    char pct[32];
+
+    fprintf(out, "%-12s", "plan");
+    json_array_foreach(steps, i, v)
+    {
+        bool current = (json_int_t)i + 1 == step;
+        fprintf(out, "%s%s%s%s", i > 0 ? " \u2192 " : "", current ? "[" : "",
+                percent_text(v, pct, sizeof(pct)), current ? "]" : "");
+    }
+    fputc('\n', out);
+}
+
+static void print_gates(FILE *out, const json_t *gates, int width)
+{
+    size_t i;
+    json_t *g;
+
+    json_array_foreach(gates, i, g)
+    {
+        fprintf(out, "%-12s%-*s  %-7s  %s\n", i == 0 ? "gates" : "", width, str_or(g, "name", "-"),
+                json_is_true(json_object_get(g, "ok")) ? "ok" : "waiting", str_or(g, "why", "-"));
+    }
+}
+
+/* What the rollout waits for: "nothing" once every gate holds. */
+static const char *waiting_text(const json_t *v)
+{
+    const char *s = json_string_value(v);
+
+    if (s == NULL)
+        return "-";
+    return s[0] != '\0' ? s : "nothing";
+}
+
+int ctl_render_rollout_status(FILE *out, const json_t *reply)
+{
+    const json_t *r = json_object_get(reply, "rollout");
+    const json_t *active = json_object_get(r, "active");
+    const json_t *steps = json_object_get(r, "steps");
+    const json_t *step = json_object_get(r, "step");
+    const json_t *gates = json_object_get(r, "gates");
+    const char *phase = str_or(r, "phase", NULL);
+    int width = 4;
+
+    if (!json_is_object(r) || !json_is_boolean(active))
+        return -1;
+    if (json_is_false(active)) {
+        fprintf(out, "%-12snone running\n%-12s%s\n", "rollout", "last", str_or(r, "last", "-"));
+        return 0;
+    }
+    if (phase == NULL || !is_number_array(steps) || !json_is_integer(step) ||
+        !gates_ok(gates, &width))
+        return -1;
+    fprintf(out, "%-12s%s\n", "rollout", phase);
+    print_step(out, r, json_integer_value(step), steps);
+    print_plan(out, steps, json_integer_value(step));
+    print_gates(out, gates, width);
+    fprintf(out, "%-12s%s\n", "waiting for", waiting_text(json_object_get(r, "waiting_for")));
+    return 0;
+}
+
+/* The columns of a report's step table. */
+enum report_col {
+    RC_STEP,
+    RC_WEIGHT,
+    RC_STARTED,
+    RC_ENDED,
+    RC_CAND_REQ,
+    RC_CAND_ERR,
+    RC_CAND_P50,
+    RC_CAND_P99,
+    RC_STABLE_REQ,
+    RC_STABLE_ERR,
+    RC_STABLE_P50,
+    RC_STABLE_P99,
+    RC_VERDICT,
+    RC_GATES, /* last: free text, not padded */
+    RC_COLS
+};
+
+static const char *const report_headers[RC_COLS] = {
+    "STEP",     "WEIGHT",     "STARTED",    "ENDED",      "CAND REQ",   "CAND ERR", "CAND P50",
+    "CAND P99", "STABLE REQ", "STABLE ERR", "STABLE P50", "STABLE P99", "VERDICT",  "GATES",
+};
+
+/* Left-aligned columns; the others are numbers, right-aligned. */
+static bool report_col_left(enum report_col c)
+{
+    return c == RC_STARTED || c == RC_ENDED || c == RC_VERDICT || c == RC_GATES;
+}
+
+struct report_row {
+    char cell[RC_COLS][128];
+};
+
+/* "0.4 ms", or "-" when not measured. */
+static void ms_cell(char *cell, size_t len, const json_t *v)
+{
+    if (json_is_number(v))
+        snprintf(cell, len, "%.1f ms", json_number_value(v));
+    else
+        snprintf(cell, len, "-");
+}
+
+/* Fills the four cells from first of one pool's traffic at a step. */
+static void pool_cells(struct report_row *row, enum report_col first, const json_t *pool)
+{
+    const json_t *reqs = json_object_get(pool, "requests");
+    const json_t *rate = json_object_get(pool, "error_rate");
+
+    if (json_is_integer(reqs))
+        snprintf(row->cell[first], sizeof(row->cell[first]), "%lld",
+                 (long long)json_integer_value(reqs));
+    else
+        snprintf(row->cell[first], sizeof(row->cell[first]), "-");
+    if (json_is_number(rate))
+        snprintf(row->cell[first + 1], sizeof(row->cell[first + 1]), "%.2f %%",
+                 json_number_value(rate) * 100);
+    else
+        snprintf(row->cell[first + 1], sizeof(row->cell[first + 1]), "-");
+    ms_cell(row->cell[first + 2], sizeof(row->cell[first + 2]), json_object_get(pool, "p50_ms"));
+    ms_cell(row->cell[first + 3], sizeof(row->cell[first + 3]), json_object_get(pool, "p99_ms"));
+}
+
+/* Fills row from one step of a report; -1 without its step and weight. */
+static int report_row_fill(struct report_row *row, const json_t *st)
+{
+    const json_t *step = json_object_get(st, "step");
+    const json_t *weight = json_object_get(st, "weight");
+
+    if (!json_is_integer(step) || !json_is_number(weight))
+        return -1;
+    snprintf(row->cell[RC_STEP], sizeof(row->cell[RC_STEP]), "%lld",
+             (long long)json_integer_value(step));
+    percent_text(weight, row->cell[RC_WEIGHT], sizeof(row->cell[RC_WEIGHT]));
+    snprintf(row->cell[RC_STARTED], sizeof(row->cell[RC_STARTED]), "%s",
+             str_or(st, "started_at", "-"));
+    snprintf(row->cell[RC_ENDED], sizeof(row->cell[RC_ENDED]), "%s", str_or(st, "ended_at", "-"));
+    pool_cells(row, RC_CAND_REQ, json_object_get(st, "candidate"));
+    pool_cells(row, RC_STABLE_REQ, json_object_get(st, "stable"));
+    snprintf(row->cell[RC_VERDICT], sizeof(row->cell[RC_VERDICT]), "%s",
+             str_or(st, "verdict", "-"));
+    snprintf(row->cell[RC_GATES], sizeof(row->cell[RC_GATES]), "%s", str_or(st, "gates", "-"));
+    return 0;
+}
+
+/* Prints cells (RC_COLS strings) padded to widths, two spaces apart. */
+static void report_line(FILE *out, const char *const *cells, const int *widths)
+{
+    for (int c = 0; c < RC_COLS; c++) {
+        const char *sep = c > 0 ? "  " : "";
+        if (c == RC_GATES)
+            fprintf(out, "%s%s\n", sep, cells[c]);
+        else if (report_col_left((enum report_col)c))
+            fprintf(out, "%s%-*s", sep, widths[c], cells[c]);
+        else
+            fprintf(out, "%s%*s", sep, widths[c], cells[c]);
+    }
+}
+
+/* Walks the steps: with out == NULL it measures into widths, else it
+ * prints rows. Returns 0, or -1 when a step is ill-formed. */
+static int walk_report_steps(FILE *out, const json_t *steps, int *widths)
+{
+    struct report_row row;
+    const char *cells[RC_COLS];
+    size_t i;
+    json_t *st;
+
+    for (int c = 0; c < RC_COLS; c++)
+        cells[c] = row.cell[c];
+    json_array_foreach(steps, i, st)
+    {
+        if (report_row_fill(&row, st) < 0)
+            return -1;
+        for (int c = 0; out == NULL && c < RC_COLS; c++)
+            widen(&widths[c], (int)strlen(row.cell[c]));
+        if (out != NULL)
+            report_line(out, cells, widths);
+    }
+    return 0;
+}
+
+int ctl_render_rollout_report(FILE *out, const json_t *reply)
+{
+    const json_t *rep = json_object_get(reply, "report");
+    const json_t *steps = json_object_get(rep, "steps");
+    const char *outcome = str_or(rep, "outcome", NULL);
+    int widths[RC_COLS];
+
+    for (int c = 0; c < RC_COLS; c++)
+        widths[c] = (int)strlen(report_headers[c]);
+    if (outcome == NULL || !json_is_array(steps) || walk_report_steps(NULL, steps, widths) < 0)
+        return -1;
+    fprintf(out, "%-12s%s\n", "outcome", outcome);
+    fprintf(out, "%-12s%s\n", "reason", str_or(rep, "reason", "-"));
+    fprintf(out, "%-12s%s\n", "stable", str_or(rep, "stable", "-"));
+    fprintf(out, "%-12s%s\n", "candidate", str_or(rep, "candidate", "-"));
+    fprintf(out, "%-12s%s\n", "started at", str_or(rep, "started_at", "-"));
+    fprintf(out, "%-12s%s\n", "ended at", str_or(rep, "ended_at", "-"));
+    if (json_array_size(steps) == 0)
+        return 0;
+    fputc('\n', out);
+    report_line(out, report_headers, widths);
+    return walk_report_steps(out, steps, widths);
+}

@@ -46,4 +46,18 @@ int ctl_render_reload(FILE *out, const json_t *reply) __attribute__((warn_unused
  * object is missing or ill-typed. */
 int ctl_render_refusal(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
+/* Prints a rollout.status reply ({"ok":true,"rollout":{...}}): the phase,
+ * the step, the plan with the current step in brackets, each gate (ok or
+ * waiting, and why) and what the rollout waits for; when none is running,
+ * the last one's outcome. Returns 0, or -1 when "active" is missing or an
+ * active rollout lacks its phase, steps, step or well-formed gates. */
+int ctl_render_rollout_status(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
+/* Prints a rollout.report reply ({"ok":true,"report":{...}}): a header
+ * (outcome, reason, colours, times), then an aligned table, one row per
+ * step: weight, times, both pools' requests, error rate and p50/p99,
+ * verdict and gates. Returns 0, or -1 when the outcome or the steps are
+ * missing, or a step lacks its number or weight. */
+int ctl_render_rollout_report(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
+
 #endif

@@ -150,6 +150,12 @@ void guard_free(struct guard *g)
     free(g);
 }
 
+void guard_rearm(struct guard *g)
+{
+    g->armed = false;
+    set_idle(g, "re-armed: judging new traffic only");
+}
+
 const struct detect_result *guard_last(const struct guard *g, unsigned *seconds)
 {
     if (seconds != NULL)

@@ -28,8 +28,12 @@ struct guard *guard_new(struct event_base *base, struct proxy *proxy, struct ser
                         struct reloader *rl);
 void guard_free(struct guard *g); /* NULL is fine */
 
+/* From the next tick on, judges only traffic from then on (a rollout's new
+ * step must earn its own verdict). */
+void guard_rearm(struct guard *g);
+
 /* The last verdict (borrowed, updated every tick), and the seconds of
- * traffic it covered. */
+ * traffic it covered (seconds may be NULL). */
 const struct detect_result *guard_last(const struct guard *g, unsigned *seconds);
 
 #endif

@@ -15,6 +15,7 @@
 #include "control/admin_http.h"
 #include "control/embedded_config.h"
 #include "control/guard.h"
+#include "control/rollout.h"
 #include "control/status.h"
 #include "health/window.h"
 #include "control/reload.h"
@@ -64,6 +65,7 @@ struct control {
     struct proxy *proxy;
     struct reloader *reloader;
     struct guard *guard;
+    struct rollout *rollout;
     struct status_sources status; /* for the control socket and admin.http */
     struct health_checker *checker;
     struct snapshot *checked; /* the config the checks run on (referenced) */
@@ -274,6 +276,9 @@ static int run(struct snapshot *snap, const struct options *o)
     ctl.guard = guard_new(ctl.base, ctl.proxy, svc, ctl.reloader);
     if (ctl.guard == NULL)
         goto out;
+    ctl.rollout = rollout_new(ctl.base, svc, ctl.reloader, ctl.proxy, ctl.guard);
+    if (ctl.rollout == NULL)
+        goto out;
     ctl.checker = health_checker_new(ctl.base, server_health_cb, svc);
     if (ctl.checker == NULL || checks_retarget(&ctl, snap) < 0)
         goto out;
@@ -285,6 +290,7 @@ static int run(struct snapshot *snap, const struct options *o)
         .health = ctl.checker,
         .proxy = ctl.proxy,
         .guard = ctl.guard,
+        .rollout = ctl.rollout,
         .started_s = window_now_s(),
     };
     if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, &ctl.status)) == NULL)
@@ -310,6 +316,7 @@ static int run(struct snapshot *snap, const struct options *o)
 out:
     admin_http_free(admin);
     ctlsock_free(sock);
+    rollout_free(ctl.rollout);
     guard_free(ctl.guard);
     health_checker_free(ctl.checker);
     snapshot_unref(ctl.checked);

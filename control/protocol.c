@@ -35,6 +35,8 @@ static int parse_events(const json_t *obj, struct protocol_request *req,
                         struct protocol_error *err);
 static int parse_server(const json_t *obj, struct protocol_request *req,
                         struct protocol_error *err);
+static int parse_rollout_start(const json_t *obj, struct protocol_request *req,
+                               struct protocol_error *err);
 
 /* Indexed by enum protocol_cmd. */
 static const struct command commands[PROTOCOL_CMDS] = {
@@ -49,7 +51,10 @@ static const struct command commands[PROTOCOL_CMDS] = {
     [PROTOCOL_CMD_SERVER_ENABLE] = {"server.enable", "server", parse_server},
     [PROTOCOL_CMD_SERVER_DRAIN] = {"server.drain", "server", parse_server},
     [PROTOCOL_CMD_RELOAD] = {"reload", "", parse_nothing},
-    [PROTOCOL_CMD_ROLLOUT_START] = {"rollout.start", NULL, parse_nothing},
+    [PROTOCOL_CMD_ROLLOUT_START] = {"rollout.start", "steps step_s reason expect_generation",
+                                    parse_rollout_start},
+    [PROTOCOL_CMD_ROLLOUT_STATUS] = {"rollout.status", "", parse_nothing},
+    [PROTOCOL_CMD_ROLLOUT_REPORT] = {"rollout.report", "", parse_nothing},
 };
 
 const char *protocol_cmd_name(enum protocol_cmd cmd)
@@ -219,6 +224,77 @@ static int parse_server(const json_t *obj, struct protocol_request *req, struct 
                     "server: the name must be 1..%d letters, digits, '.', '_' or '-', got \"%s\"",
                     PROTOCOL_SERVER_NAME_MAX, slash + 1);
     snprintf(req->server, sizeof(req->server), "%s", slash + 1);
+    return 0;
+}
+
+/* One step of a plan: a percentage by the rules of "percent", above 0. */
+static int parse_step(const json_t *v, size_t i, uint32_t *bp, struct protocol_error *err)
+{
+    if (!json_is_number(v))
+        return fail(err, "bad_request", "steps[%zu]: expected a number", i);
+    double p = json_number_value(v);
+    if (!(p > 0 && p <= 100))
+        return fail(err, "bad_request", "steps[%zu]: expected more than 0 and at most 100, got %g",
+                    i, p);
+    if (percent_bp(p, bp) < 0)
+        return fail(err, "bad_request", "steps[%zu]: at most two decimals (got %.17g)", i, p);
+    if (*bp == 0) /* a tiny p rounds to 0 basis points */
+        return fail(err, "bad_request", "steps[%zu]: expected at least 0.01, got %g", i, p);
+    return 0;
+}
+
+/* "steps" is the plan the rollout walks: the same rules as rollout.steps
+ * in the config, and few enough to fit the request. */
+static int parse_steps(const json_t *obj, struct protocol_request *req, struct protocol_error *err)
+{
+    const json_t *arr = json_object_get(obj, "steps");
+    size_t n = json_array_size(arr);
+
+    if (arr == NULL)
+        return 0;
+    if (!json_is_array(arr))
+        return fail(err, "bad_request",
+                    "steps: expected an array of percentages, e.g. [1,5,25,100]");
+    if (n == 0 || n > PROTOCOL_STEPS_MAX)
+        return fail(err, "bad_request", "steps: expected 1..%d steps, got %zu", PROTOCOL_STEPS_MAX,
+                    n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bp = 0, prev = i > 0 ? req->steps_bp[i - 1] : 0;
+        if (parse_step(json_array_get(arr, i), i, &bp, err) < 0)
+            return -1;
+        if (bp <= prev)
+            return fail(err, "bad_request", "steps[%zu]: steps must increase: %g follows %g", i,
+                        bp / 100.0, prev / 100.0);
+        req->steps_bp[i] = bp;
+    }
+    if (req->steps_bp[n - 1] != CONF_WEIGHT_BP_MAX)
+        return fail(err, "bad_request", "steps: the last step must be 100 (got %g)",
+                    req->steps_bp[n - 1] / 100.0);
+    req->nsteps = n;
+    return 0;
+}
+
+static int parse_step_s(const json_t *obj, struct protocol_request *req, struct protocol_error *err)
+{
+    const json_t *v = json_object_get(obj, "step_s");
+
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > PROTOCOL_STEP_S_MAX)
+        return fail(err, "bad_request", "step_s: expected an integer 1..%d (seconds)",
+                    PROTOCOL_STEP_S_MAX);
+    req->step_s = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+/* Checked in the order: reason, expect_generation, steps, step_s. */
+static int parse_rollout_start(const json_t *obj, struct protocol_request *req,
+                               struct protocol_error *err)
+{
+    if (parse_change(obj, req, err) < 0 || parse_steps(obj, req, err) < 0 ||
+        parse_step_s(obj, req, err) < 0)
+        return -1;
     return 0;
 }
 

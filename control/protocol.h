@@ -39,24 +39,32 @@ enum protocol_cmd {
     PROTOCOL_CMD_SERVER_ENABLE,
     PROTOCOL_CMD_SERVER_DRAIN,
     PROTOCOL_CMD_RELOAD,
-    PROTOCOL_CMD_ROLLOUT_START, /* arguments not checked yet: not implemented */
+    PROTOCOL_CMD_ROLLOUT_START,
+    PROTOCOL_CMD_ROLLOUT_STATUS,
+    PROTOCOL_CMD_ROLLOUT_REPORT,
 };
-#define PROTOCOL_CMDS 12
+#define PROTOCOL_CMDS 14
 
 #define PROTOCOL_SERVER_NAME_MAX 64 /* bytes of a server name, as the config allows */
 #define PROTOCOL_MESSAGE_MAX 512    /* bytes of an error message, NUL included */
+#define PROTOCOL_STEPS_MAX 20       /* steps of a rollout.start plan */
+#define PROTOCOL_STEP_S_MAX 86400   /* seconds at a step, as rollout.step_s allows */
 
 /* A parsed request: a plain value, copied freely. Only the fields of cmd
  * are set; the others stay zero. */
 struct protocol_request {
     enum protocol_cmd cmd;
-    char reason[STATE_WHY_MAX]; /* weight..rollback: "" when absent; no control chars */
-    uint64_t expect_generation; /* weight..rollback: 0 when absent, else >= 1 */
+    char reason[STATE_WHY_MAX]; /* weight..rollback, rollout.start: "" when absent; no control
+                                   chars */
+    uint64_t expect_generation; /* weight..rollback, rollout.start: 0 when absent, else >= 1 */
     uint32_t weight_bp;         /* weight: 0..CONF_WEIGHT_BP_MAX */
     uint64_t since;             /* events: generation to list after, 0 when absent */
     bool follow;                /* events: stream later events */
     enum conf_colour pool;      /* server.*: the part of "server" before the slash */
     char server[PROTOCOL_SERVER_NAME_MAX + 1]; /* server.*: the part after it */
+    uint32_t steps_bp[PROTOCOL_STEPS_MAX];     /* rollout.start: each > 0, increasing, last 10000 */
+    size_t nsteps;   /* rollout.start: 0 when absent (the config's steps) */
+    uint32_t step_s; /* rollout.start: 0 when absent (the config's), else 1..PROTOCOL_STEP_S_MAX */
 };
 
 /* Why a request was refused, in the protocol's words. */

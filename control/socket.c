@@ -25,6 +25,7 @@
 #include "conf/log.h"
 #include "control/protocol.h"
 #include "control/reload.h"
+#include "control/rollout.h"
 #include "control/socket.h"
 #include "control/status.h"
 #include "proxy/snapshot.h"
@@ -294,6 +295,44 @@ static json_t *cmd_reload(struct client *c, const struct protocol_request *req)
     return reply;
 }
 
+_Static_assert(PROTOCOL_STEPS_MAX == ROLLOUT_STEPS_MAX, "a plan on the wire fits a rollout's");
+
+static json_t *cmd_rollout_start(struct client *c, const struct protocol_request *req)
+{
+    struct rollout_plan plan = {.nsteps = req->nsteps, .step_s = req->step_s};
+    struct state_error err = {0};
+    json_t *reply;
+
+    memcpy(plan.steps_bp, req->steps_bp, req->nsteps * sizeof(plan.steps_bp[0]));
+    if (rollout_start(c->cs->status->rollout, &plan, c->who, req->reason, req->expect_generation,
+                      &err) < 0)
+        return protocol_error_reply(protocol_code_of_state(err.code), "%s", err.message);
+    reply = protocol_state_reply(service_state(c->cs->svc));
+    if (reply != NULL &&
+        json_object_set_new(reply, "rollout", rollout_status_json(c->cs->status->rollout)) < 0) {
+        json_decref(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+static json_t *cmd_rollout_status(struct client *c, const struct protocol_request *req)
+{
+    json_t *st = rollout_status_json(c->cs->status->rollout);
+
+    return st != NULL ? json_pack("{s:b, s:o}", "ok", 1, "rollout", st) : NULL;
+}
+
+static json_t *cmd_rollout_report(struct client *c, const struct protocol_request *req)
+{
+    json_t *report = rollout_report_json(c->cs->status->rollout);
+
+    if (report == NULL)
+        return protocol_error_reply("not_found",
+                                    "no rollout has finished since switchyard started");
+    return json_pack("{s:b, s:o}", "ok", 1, "report", report);
+}
+
 /* Commands whose arguments are checked but which this version does not
  * carry out yet. */
 static json_t *cmd_unsupported(struct client *c, const struct protocol_request *req)
@@ -315,7 +354,9 @@ static const command_cb handlers[PROTOCOL_CMDS] = {
     [PROTOCOL_CMD_SERVER_ENABLE] = cmd_server_enable,
     [PROTOCOL_CMD_SERVER_DRAIN] = cmd_server_drain,
     [PROTOCOL_CMD_RELOAD] = cmd_reload,
-    [PROTOCOL_CMD_ROLLOUT_START] = cmd_unsupported,
+    [PROTOCOL_CMD_ROLLOUT_START] = cmd_rollout_start,
+    [PROTOCOL_CMD_ROLLOUT_STATUS] = cmd_rollout_status,
+    [PROTOCOL_CMD_ROLLOUT_REPORT] = cmd_rollout_report,
 };
 
 /* Returns a new reply to one request line (borrowed, len bytes, no

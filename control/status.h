@@ -15,6 +15,7 @@ struct guard;
 struct health_checker;
 struct proxy;
 struct reloader;
+struct rollout;
 struct service;
 
 /* Where the status comes from; all borrowed, living as long as the
@@ -25,6 +26,7 @@ struct status_sources {
     const struct health_checker *health; /* NULL: no check results */
     const struct proxy *proxy;           /* NULL: no traffic figures */
     const struct guard *guard;           /* NULL: no verdict */
+    struct rollout *rollout;             /* NULL: no rollout commands */
     int64_t started_s;                   /* window_now_s() at start */
 };
 

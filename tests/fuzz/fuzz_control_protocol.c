@@ -59,6 +59,22 @@ static void check_reply(json_t *reply)
     json_decref(reply);
 }
 
+/* A plan is only ever a rollout.start's, and always one rollout.steps
+ * could hold: above 0, increasing, ending at 100 %. */
+static void check_plan(const struct protocol_request *req)
+{
+    check(req->nsteps <= PROTOCOL_STEPS_MAX);
+    check(req->step_s <= PROTOCOL_STEP_S_MAX);
+    if (req->cmd != PROTOCOL_CMD_ROLLOUT_START)
+        check(req->nsteps == 0 && req->step_s == 0);
+    for (size_t i = 0; i < req->nsteps; i++)
+        check(req->steps_bp[i] > (i > 0 ? req->steps_bp[i - 1] : 0));
+    if (req->nsteps > 0)
+        check(req->steps_bp[req->nsteps - 1] == CONF_WEIGHT_BP_MAX);
+    for (size_t i = req->nsteps; i < PROTOCOL_STEPS_MAX; i++)
+        check(req->steps_bp[i] == 0);
+}
+
 static void check_accepted(const struct protocol_request *req)
 {
     check((unsigned)req->cmd < PROTOCOL_CMDS);
@@ -71,6 +87,7 @@ static void check_accepted(const struct protocol_request *req)
               (req->pool == CONF_BLUE || req->pool == CONF_GREEN));
     else
         check(req->server[0] == '\0');
+    check_plan(req);
 }
 
 /* One snapshot of one server per pool, made once. */

@@ -138,10 +138,11 @@ bad '{"cmd":"status","":1}' bad_request
 bad '{"cmd":"rollback","reason":"ok\n2026 fake event"}' bad_request
 bad '{"cmd":"rollback","reason":"\u001b[31mred"}' bad_request
 bad '{"cmd":"server.drain","server":"blue/nobody"}' unknown_server
-bad '{"cmd":"rollout.start"}' not_supported
+bad '{"cmd":"rollout.start"}' bad_request
 r=$(ctl '{"cmd":"rollout.start"}')
-sy_eq "not_supported names the command" "$(field "$r" .error.message)" \
-    "rollout.start is not supported in this version"
+sy_eq "rollout.start without a rollout section says so" "$(field "$r" .error.message)" \
+    "cannot start a rollout: the config has no rollout section"
+bad '{"cmd":"rollout.report"}' not_found
 r=$(ctl '{"cmd":"status"}')
 sy_eq "after the bad requests: still generation 2" "$(field "$r" .state.generation)" 2
 out=$(requests e)

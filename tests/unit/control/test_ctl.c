@@ -127,6 +127,82 @@ static void test_parse_commands(void **state)
     expect_request("server drain blue/b1", "{\"cmd\":\"server.drain\",\"server\":\"blue/b1\"}");
     expect_request("reload", "{\"cmd\":\"reload\"}");
     expect_request("rollout start", "{\"cmd\":\"rollout.start\"}");
+    expect_request("rollout status", "{\"cmd\":\"rollout.status\"}");
+    expect_request("rollout report", "{\"cmd\":\"rollout.report\"}");
+}
+
+static void test_parse_rollout(void **state)
+{
+    struct ctl_options o;
+    char err[256];
+    char *json;
+
+    expect_request("rollout start --steps 1,5,25,100 --step-s 60 --reason r --if-generation 3",
+                   "{\"cmd\":\"rollout.start\",\"expect_generation\":3,\"reason\":\"r\","
+                   "\"step_s\":60,\"steps\":[1,5,25,100]}");
+    expect_request("rollout start --steps=0.01,12.5,99.99,100",
+                   "{\"cmd\":\"rollout.start\",\"steps\":[0.01,12.5,99.99,100]}");
+    expect_request("rollout start --steps 100 --step-s=86400",
+                   "{\"cmd\":\"rollout.start\",\"step_s\":86400,\"steps\":[100]}");
+    expect_request("rollout start --step-s 1", "{\"cmd\":\"rollout.start\",\"step_s\":1}");
+    expect_request("rollout start --steps "
+                   "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,100",
+                   "{\"cmd\":\"rollout.start\",\"steps\":"
+                   "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,100]}");
+
+    /* --json is global: report --json asks for the raw reply. */
+    assert_int_equal(parse_line("rollout report --json", &o, &json, err, sizeof(err)), 0);
+    assert_true(o.json);
+    assert_string_equal(o.cmd, "rollout.report");
+    free(json);
+}
+
+static void test_parse_rollout_errors(void **state)
+{
+    static const char bad_step[] = "--steps: expected percentages 0.01..100 with at most two "
+                                   "decimals, separated by commas (e.g. 1,5,25,100), got ";
+
+    expect_usage_error("rollout",
+                       "rollout: missing sub-command (expected start, status or report)");
+    expect_usage_error("rollout stop",
+                       "rollout: unknown sub-command \"stop\" (expected start, status or report)");
+    expect_usage_error("rollout start now", "rollout: unexpected argument \"now\"");
+    expect_usage_error("rollout start --steps 5,1,100",
+                       "--steps: steps must increase: 1 follows 5");
+    expect_usage_error("rollout start --steps 5,5,100",
+                       "--steps: steps must increase: 5 follows 5");
+    expect_usage_error("rollout start --steps 1,5,25",
+                       "--steps: the last step must be 100, got 25");
+    expect_usage_error("rollout start --steps 100,100", "steps must increase: 100 follows 100");
+    expect_usage_error("rollout start --steps 0,100", bad_step);
+    expect_usage_error("rollout start --steps 0,100", "got \"0\"");
+    expect_usage_error("rollout start --steps 1,,100", "got \"\"");
+    expect_usage_error("rollout start --steps 1,100,", "got \"\"");
+    expect_usage_error("rollout start --steps=", "got \"\"");
+    expect_usage_error("rollout start --steps 1,abc,100", "got \"abc\"");
+    expect_usage_error("rollout start --steps 1,150", "got \"150\"");
+    expect_usage_error("rollout start --steps 1.005,100", "got \"1.005\"");
+    expect_usage_error("rollout start --steps 1;5;100", "got \"1;5;100\"");
+    expect_usage_error("rollout start --steps 1,12345678901234567890,100",
+                       "got \"12345678901234567890\"");
+    expect_usage_error("rollout start --steps "
+                       "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,100",
+                       "--steps: at most 20 steps");
+    expect_usage_error("rollout start --steps", "--steps needs a value");
+    expect_usage_error("rollout start --step-s 0",
+                       "--step-s: expected 1..86400 seconds, got \"0\"");
+    expect_usage_error("rollout start --step-s 86401", "--step-s: expected 1..86400 seconds");
+    expect_usage_error("rollout start --step-s 1m", "--step-s: expected 1..86400 seconds");
+    expect_usage_error("rollout start --if-generation 0", "--if-generation");
+    expect_usage_error("rollout start --since 3",
+                       "rollout start: --since is not an option of this command");
+    expect_usage_error("rollout status --steps 1,100",
+                       "rollout status: --steps is not an option of this command");
+    expect_usage_error("rollout report --reason x",
+                       "rollout report: --reason is not an option of this command");
+    expect_usage_error("weight 5 --step-s 60", "weight: --step-s is not an option of this command");
+    expect_usage_error("server drain blue/b1 --steps 100",
+                       "server drain: --steps is not an option");
 }
 
 static void test_parse_reason_with_spaces(void **state)
@@ -200,15 +276,13 @@ static void test_parse_errors(void **state)
     expect_usage_error("events --if-generation 3", "--if-generation is not an option");
     expect_usage_error("events --since -1", "--since");
     expect_usage_error("rollback --follow", "--follow is not an option");
-    expect_usage_error("server", "missing disable, enable or drain");
+    expect_usage_error("server", "server: missing sub-command (expected disable, enable or drain)");
     expect_usage_error("server drain", "missing POOL/NAME");
     expect_usage_error("server explode blue/b1", "unknown sub-command \"explode\"");
     expect_usage_error("server drain blue", "expected POOL/NAME");
     expect_usage_error("server drain /b1", "expected POOL/NAME");
     expect_usage_error("server drain blue/", "expected POOL/NAME");
     expect_usage_error("server drain a/b/c", "expected POOL/NAME");
-    expect_usage_error("rollout", "missing sub-command");
-    expect_usage_error("rollout stop", "unknown sub-command \"stop\"");
     expect_usage_error("--timeout 0 status", "--timeout");
     expect_usage_error("--timeout soon status", "--timeout");
     expect_usage_error("status -s", "-s needs a value");
@@ -505,6 +579,191 @@ static void test_render_reload(void **state)
     json_decref(reply);
 }
 
+static const char rollout_status_reply[] =
+    "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,5,25,"
+    "100],\"step\":2,\"weight\":5,\"step_started_at\":\"2026-11-23T18:20:00.000Z\",\"step_s\":60,"
+    "\"gates\":[{\"name\":\"time\",\"ok\":false,\"why\":\"at step for 12 s of 60\"},"
+    "{\"name\":\"window\",\"ok\":true,\"why\":\"inside window mon-fri 01:00-05:00 "
+    "Europe/Berlin, closes in 2h03m\"},"
+    "{\"name\":\"traffic\",\"ok\":true,\"why\":\"traffic 312 rps under max 500\"},"
+    "{\"name\":\"detector\",\"ok\":false,\"why\":\"waiting for 100 requests, have 37\"}],"
+    "\"waiting_for\":\"time, detector\"}}";
+
+static const char rollout_status_text[] =
+    "rollout     progressing\n"
+    "step        2 of 4: 5 % since 2026-11-23T18:20:00.000Z, at least 60 s a step\n"
+    "plan        1 % \u2192 [5 %] \u2192 25 % \u2192 100 %\n"
+    "gates       time      waiting  at step for 12 s of 60\n"
+    "            window    ok       inside window mon-fri 01:00-05:00 Europe/Berlin, closes in "
+    "2h03m\n"
+    "            traffic   ok       traffic 312 rps under max 500\n"
+    "            detector  waiting  waiting for 100 requests, have 37\n"
+    "waiting for time, detector\n";
+
+static void test_render_rollout_status(void **state)
+{
+    json_t *reply = load(rollout_status_reply);
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_rollout_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, rollout_status_text);
+    free(text);
+    json_decref(reply);
+
+    reply = load("{\"ok\":true,\"rollout\":{\"active\":false,\"last\":\"promoted at "
+                 "2026-11-23T18:40:00.000Z\"}}");
+    RENDER(text, rc, ctl_render_rollout_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "rollout     none running\n"
+                              "last        promoted at 2026-11-23T18:40:00.000Z\n");
+    free(text);
+    json_decref(reply);
+
+    /* Preflight: no step yet, nothing marked; every gate holds. */
+    reply = load("{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"preflight\","
+                 "\"steps\":[50,100],\"step\":0,\"gates\":[],\"waiting_for\":\"\"}}");
+    RENDER(text, rc, ctl_render_rollout_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "rollout     preflight\n"
+                              "step        0 of 2\n"
+                              "plan        50 % \u2192 100 %\n"
+                              "waiting for nothing\n");
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_rollout_status_bad(void **state)
+{
+    static const char *const bad[] = {
+        "{\"ok\":true}",
+        "{\"ok\":true,\"rollout\":[]}",
+        "{\"ok\":true,\"rollout\":{}}",
+        "{\"ok\":true,\"rollout\":{\"active\":\"yes\"}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"steps\":[1,100],\"step\":1,\"gates\":[]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"step\":1,"
+        "\"gates\":[]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,"
+        "\"100\"],\"step\":1,\"gates\":[]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,100],"
+        "\"step\":\"1\",\"gates\":[]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,100],"
+        "\"step\":1}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,100],"
+        "\"step\":1,\"gates\":[{\"name\":\"time\"}]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,100],"
+        "\"step\":1,\"gates\":[{\"ok\":true}]}}",
+        "{\"ok\":true,\"rollout\":{\"active\":true,\"phase\":\"progressing\",\"steps\":[1,100],"
+        "\"step\":1,\"gates\":[\"time\"]}}",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *reply = load(bad[i]);
+        char *text;
+        int rc;
+
+        RENDER(text, rc, ctl_render_rollout_status(out, reply));
+        if (rc != -1)
+            fail_msg("accepted %s as:\n%s", bad[i], text);
+        free(text);
+        json_decref(reply);
+    }
+}
+
+static const char rollout_report_reply[] =
+    "{\"ok\":true,\"report\":{\"outcome\":\"rolled_back\",\"reason\":\"detector: candidate "
+    "error rate 12.00% over 0.10% of stable\",\"started_at\":\"2026-11-23T18:00:00.000Z\","
+    "\"ended_at\":\"2026-11-23T18:03:10.500Z\",\"stable\":\"blue\",\"candidate\":\"green\","
+    "\"steps\":["
+    "{\"step\":1,\"weight\":1,\"started_at\":\"2026-11-23T18:00:01.000Z\","
+    "\"ended_at\":\"2026-11-23T18:01:01.000Z\",\"gates\":\"all held\","
+    "\"candidate\":{\"requests\":120,\"error_rate\":0,\"p50_ms\":0.42,\"p99_ms\":2.5},"
+    "\"stable\":{\"requests\":11880,\"error_rate\":0.001,\"p50_ms\":0.4,\"p99_ms\":2.25},"
+    "\"verdict\":\"ok\"},"
+    "{\"step\":2,\"weight\":12.5,\"started_at\":\"2026-11-23T18:01:01.000Z\","
+    "\"ended_at\":\"2026-11-23T18:03:10.500Z\",\"gates\":\"held at window\","
+    "\"candidate\":{\"requests\":1500,\"error_rate\":0.12,\"p50_ms\":31.05,\"p99_ms\":"
+    "1200},\"stable\":{\"requests\":10500,\"error_rate\":0.001,\"p50_ms\":null,"
+    "\"p99_ms\":null},\"verdict\":\"rollback\"}]}}";
+
+static const char rollout_report_text[] =
+    "outcome     rolled_back\n"
+    "reason      detector: candidate error rate 12.00% over 0.10% of stable\n"
+    "stable      blue\n"
+    "candidate   green\n"
+    "started at  2026-11-23T18:00:00.000Z\n"
+    "ended at    2026-11-23T18:03:10.500Z\n"
+    "\n"
+    "STEP  WEIGHT  STARTED                   ENDED                     CAND REQ  CAND ERR  CAND "
+    "P50 "
+    "  CAND P99  STABLE REQ  STABLE ERR  STABLE P50  STABLE P99  VERDICT   GATES\n"
+    "   1     1 %  2026-11-23T18:00:01.000Z  2026-11-23T18:01:01.000Z       120    0.00 %    0.4 "
+    "ms "
+    "    2.5 ms       11880      0.10 %      0.4 ms      2.2 ms  ok        all held\n"
+    "   2  12.5 %  2026-11-23T18:01:01.000Z  2026-11-23T18:03:10.500Z      1500   12.00 %   31.1 "
+    "ms "
+    " 1200.0 ms       10500      0.10 %           -           -  rollback  held at window\n";
+
+static void test_render_rollout_report(void **state)
+{
+    json_t *reply = load(rollout_report_reply);
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_rollout_report(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, rollout_report_text);
+    free(text);
+    json_decref(reply);
+
+    /* Failed in preflight: no step, no table; absent fields print as "-". */
+    reply = load("{\"ok\":true,\"report\":{\"outcome\":\"rolled_back\",\"reason\":\"preflight: "
+                 "green/green-1 GET /health: status 503, expected 200\",\"steps\":[]}}");
+    RENDER(text, rc, ctl_render_rollout_report(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "outcome     rolled_back\n"
+                              "reason      preflight: green/green-1 GET /health: status 503, "
+                              "expected 200\n"
+                              "stable      -\n"
+                              "candidate   -\n"
+                              "started at  -\n"
+                              "ended at    -\n");
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_rollout_report_bad(void **state)
+{
+    static const char *const bad[] = {
+        "{\"ok\":true}",
+        "{\"ok\":true,\"report\":{\"steps\":[]}}",
+        "{\"ok\":true,\"report\":{\"outcome\":5,\"steps\":[]}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\"}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\",\"steps\":{}}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\",\"steps\":[{\"weight\":1}]}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\",\"steps\":[{\"step\":1}]}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\",\"steps\":[{\"step\":1,"
+        "\"weight\":\"1\"}]}}",
+        "{\"ok\":true,\"report\":{\"outcome\":\"promoted\",\"steps\":[{\"step\":1,"
+        "\"weight\":1},7]}}",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *reply = load(bad[i]);
+        char *text;
+        int rc;
+
+        RENDER(text, rc, ctl_render_rollout_report(out, reply));
+        if (rc != -1)
+            fail_msg("accepted %s as:\n%s", bad[i], text);
+        if (text[0] != '\0')
+            fail_msg("printed half of %s:\n%s", bad[i], text);
+        free(text);
+        json_decref(reply);
+    }
+}
+
 /* ---- the real binary against a fake control socket ----------------------- */
 
 struct fixture {
@@ -740,6 +999,38 @@ static void test_e2e_bad_replies(void **state)
     fake_check(f);
 }
 
+/* rollout status and report reach their renderers; report --json prints
+ * the reply as it came. */
+static void test_e2e_rollout(void **state)
+{
+    struct fixture *f = *state;
+    const char *status[] = {"rollout", "status", NULL};
+    const char *report[] = {"rollout", "report", "--json", NULL};
+    char reply[2048];
+    char *out, *err;
+
+    snprintf(reply, sizeof(reply), "%s\n", rollout_status_reply);
+    fake_start(f, "{\"cmd\":\"rollout.status\"}\n", reply);
+    assert_int_equal(run_ctl(f, f->sock, status, &out, &err), 0);
+    assert_string_equal(out, rollout_status_text);
+    assert_string_equal(err, "");
+    fake_check(f);
+    unlink(f->sock);
+
+    snprintf(reply, sizeof(reply), "%s\n", rollout_report_reply);
+    fake_start(f, "{\"cmd\":\"rollout.report\"}\n", reply);
+    assert_int_equal(run_ctl(f, f->sock, report, &out, &err), 0);
+    assert_string_equal(out, reply);
+    fake_check(f);
+    unlink(f->sock);
+
+    /* A status reply without its rollout is a bad reply, not "done". */
+    fake_start(f, "{\"cmd\":\"rollout.status\"}\n", "{\"ok\":true}\n");
+    assert_int_equal(run_ctl(f, f->sock, status, &out, &err), 2);
+    assert_non_null(strstr(err, "fields missing"));
+    fake_check(f);
+}
+
 static void test_e2e_timeout(void **state)
 {
     struct fixture *f = *state;
@@ -786,6 +1077,8 @@ int main(void)
         cmocka_unit_test(test_parse_reason_with_spaces),
         cmocka_unit_test(test_parse_options),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_rollout),
+        cmocka_unit_test(test_parse_rollout_errors),
         cmocka_unit_test(test_render_status),
         cmocka_unit_test(test_render_status_traffic),
         cmocka_unit_test(test_render_status_bad),
@@ -796,11 +1089,16 @@ int main(void)
         cmocka_unit_test(test_render_server_event),
         cmocka_unit_test(test_render_server),
         cmocka_unit_test(test_render_reload),
+        cmocka_unit_test(test_render_rollout_status),
+        cmocka_unit_test(test_render_rollout_status_bad),
+        cmocka_unit_test(test_render_rollout_report),
+        cmocka_unit_test(test_render_rollout_report_bad),
         cmocka_unit_test_setup_teardown(test_e2e_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_bad_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_rollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_no_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_usage, setup, teardown),

@@ -83,6 +83,8 @@ static void test_every_command_parses(void **unused)
         {"{\"cmd\":\"server.drain\",\"server\":\"blue/b1\"}", PROTOCOL_CMD_SERVER_DRAIN},
         {"{\"cmd\":\"reload\"}", PROTOCOL_CMD_RELOAD},
         {"{\"cmd\":\"rollout.start\"}", PROTOCOL_CMD_ROLLOUT_START},
+        {"{\"cmd\":\"rollout.status\"}", PROTOCOL_CMD_ROLLOUT_STATUS},
+        {"{\"cmd\":\"rollout.report\"}", PROTOCOL_CMD_ROLLOUT_REPORT},
     };
     (void)unused;
 
@@ -236,6 +238,65 @@ static void test_server_fields(void **unused)
     assert_string_equal(req.server, name);
 }
 
+static void test_rollout_start_fields(void **unused)
+{
+    struct protocol_request req;
+    (void)unused;
+
+    req = parse_ok("{\"cmd\":\"rollout.start\"}");
+    assert_int_equal(req.nsteps, 0);
+    assert_int_equal(req.step_s, 0);
+    assert_string_equal(req.reason, "");
+    assert_int_equal(req.expect_generation, 0);
+
+    req = parse_ok("{\"cmd\":\"rollout.start\",\"steps\":[1,5,25,100],\"step_s\":60,"
+                   "\"reason\":\"release 42\",\"expect_generation\":7}");
+    assert_int_equal(req.nsteps, 4);
+    assert_int_equal(req.steps_bp[0], 100);
+    assert_int_equal(req.steps_bp[1], 500);
+    assert_int_equal(req.steps_bp[2], 2500);
+    assert_int_equal(req.steps_bp[3], 10000);
+    assert_int_equal(req.step_s, 60);
+    assert_string_equal(req.reason, "release 42");
+    assert_int_equal(req.expect_generation, 7);
+
+    /* 0.01 steps, a single step, and the limits of step_s. */
+    req = parse_ok("{\"cmd\":\"rollout.start\",\"steps\":[0.01,12.5,100.0],\"step_s\":1}");
+    assert_int_equal(req.nsteps, 3);
+    assert_int_equal(req.steps_bp[0], 1);
+    assert_int_equal(req.steps_bp[1], 1250);
+    assert_int_equal(req.steps_bp[2], 10000);
+    assert_int_equal(req.step_s, 1);
+    req = parse_ok("{\"cmd\":\"rollout.start\",\"steps\":[100],\"step_s\":86400}");
+    assert_int_equal(req.nsteps, 1);
+    assert_int_equal(req.steps_bp[0], 10000);
+    assert_int_equal(req.step_s, 86400);
+}
+
+/* The longest plan fits; one more step is refused. */
+static void test_rollout_start_step_count(void **unused)
+{
+    char line[512];
+    size_t len;
+    struct protocol_request req;
+    struct protocol_error err = {0};
+    (void)unused;
+
+    len = (size_t)snprintf(line, sizeof(line), "{\"cmd\":\"rollout.start\",\"steps\":[");
+    for (int i = 1; i < PROTOCOL_STEPS_MAX; i++)
+        len += (size_t)snprintf(line + len, sizeof(line) - len, "%d,", i);
+    snprintf(line + len, sizeof(line) - len, "100]}");
+    req = parse_ok(line);
+    assert_int_equal(req.nsteps, PROTOCOL_STEPS_MAX);
+    assert_int_equal(req.steps_bp[PROTOCOL_STEPS_MAX - 2], (PROTOCOL_STEPS_MAX - 1) * 100);
+    assert_int_equal(req.steps_bp[PROTOCOL_STEPS_MAX - 1], 10000);
+
+    snprintf(line + len, sizeof(line) - len, "99.5,100]}");
+    assert_int_equal(protocol_parse(line, strlen(line), &req, &err), -1);
+    assert_string_equal(err.code, "bad_request");
+    assert_string_equal(err.message, "steps: expected 1..20 steps, got 21");
+}
+
 static void test_duplicates_whitespace_and_order(void **unused)
 {
     struct protocol_request req;
@@ -246,9 +307,10 @@ static void test_duplicates_whitespace_and_order(void **unused)
     assert_int_equal(req.weight_bp, 500);
     req = parse_ok("\t{ \"cmd\": \"weight\", \"percent\": 5 }\r");
     assert_int_equal(req.weight_bp, 500);
-    /* rollout.start is not implemented: its arguments are not looked at. */
-    req = parse_ok("{\"cmd\":\"rollout.start\",\"anything\":[1,{}]}");
+    req = parse_ok("{\"step_s\":5,\"steps\":[50,100],\"cmd\":\"rollout.start\"}");
     assert_int_equal(req.cmd, PROTOCOL_CMD_ROLLOUT_START);
+    assert_int_equal(req.nsteps, 2);
+    assert_int_equal(req.step_s, 5);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -346,6 +408,16 @@ static void test_unknown_keys(void **unused)
          "reason: unknown key for server.drain"},
         {"{\"cmd\":\"reload\",\"force\":true}", "bad_request", "force: unknown key for reload"},
         {"{\"cmd\":\"reload\",\"reason\":\"x\"}", "bad_request", "reason: unknown key for reload"},
+        {"{\"cmd\":\"rollout.start\",\"step\":60}", "bad_request",
+         "step: unknown key for rollout.start"},
+        {"{\"cmd\":\"rollout.start\",\"percent\":5}", "bad_request",
+         "percent: unknown key for rollout.start"},
+        {"{\"cmd\":\"rollout.status\",\"verbose\":true}", "bad_request",
+         "verbose: unknown key for rollout.status"},
+        {"{\"cmd\":\"rollout.report\",\"json\":true}", "bad_request",
+         "json: unknown key for rollout.report"},
+        {"{\"cmd\":\"rollout.report\",\"reason\":\"x\"}", "bad_request",
+         "reason: unknown key for rollout.report"},
     };
     (void)unused;
 
@@ -451,6 +523,64 @@ static void test_bad_events(void **unused)
         {"{\"cmd\":\"events\",\"follow\":1}", "bad_request", "follow: expected true or false"},
         {"{\"cmd\":\"events\",\"follow\":null}", "bad_request", "follow: expected true or false"},
     };
+    (void)unused;
+
+    CHECK_REFUSED(cases);
+}
+
+static void test_bad_rollout_start(void **unused)
+{
+    static const char step_s[] = "step_s: expected an integer 1..86400 (seconds)";
+    static const char not_array[] = "steps: expected an array of percentages, e.g. [1,5,25,100]";
+#define START "{\"cmd\":\"rollout.start\","
+    static const struct bad_case cases[] = {
+        {START "\"steps\":[1,5,5,100]}", "bad_request",
+         "steps[2]: steps must increase: 5 follows 5"},
+        {START "\"steps\":[25,5,100]}", "bad_request",
+         "steps[1]: steps must increase: 5 follows 25"},
+        {START "\"steps\":[0.5,0.25,100]}", "bad_request",
+         "steps[1]: steps must increase: 0.25 follows 0.5"},
+        {START "\"steps\":[1,5,25]}", "bad_request", "steps: the last step must be 100 (got 25)"},
+        {START "\"steps\":[99.99]}", "bad_request", "steps: the last step must be 100 (got 99.99)"},
+        {START "\"steps\":[0,100]}", "bad_request",
+         "steps[0]: expected more than 0 and at most 100, got 0"},
+        {START "\"steps\":[-5,100]}", "bad_request",
+         "steps[0]: expected more than 0 and at most 100, got -5"},
+        {START "\"steps\":[5,101]}", "bad_request",
+         "steps[1]: expected more than 0 and at most 100, got 101"},
+        {START "\"steps\":[5,100.01]}", "bad_request",
+         "steps[1]: expected more than 0 and at most 100, got 100.01"},
+        {START "\"steps\":[1.005,100]}", "bad_request",
+         "steps[0]: at most two decimals (got 1.0049999999999999)"},
+        {START "\"steps\":[1e-300,100]}", "bad_request",
+         "steps[0]: expected at least 0.01, got 1e-300"},
+        {START "\"steps\":[]}", "bad_request", "steps: expected 1..20 steps, got 0"},
+        {START "\"steps\":[\"1\",100]}", "bad_request", "steps[0]: expected a number"},
+        {START "\"steps\":[1,null]}", "bad_request", "steps[1]: expected a number"},
+        {START "\"steps\":[1,[5],100]}", "bad_request", "steps[1]: expected a number"},
+        {START "\"steps\":\"1,5,100\"}", "bad_request", not_array},
+        {START "\"steps\":100}", "bad_request", not_array},
+        {START "\"steps\":null}", "bad_request", not_array},
+        {START "\"steps\":{\"0\":100}}", "bad_request", not_array},
+        {START "\"step_s\":0}", "bad_request", step_s},
+        {START "\"step_s\":-1}", "bad_request", step_s},
+        {START "\"step_s\":86401}", "bad_request", step_s},
+        {START "\"step_s\":1.5}", "bad_request", step_s},
+        {START "\"step_s\":60.0}", "bad_request", step_s},
+        {START "\"step_s\":\"60\"}", "bad_request", step_s},
+        {START "\"step_s\":null}", "bad_request", step_s},
+        {START "\"reason\":5}", "bad_request", "reason: expected a string"},
+        {START "\"reason\":\"a\\nb\"}", "bad_request",
+         "reason: must not contain control characters (NUL, newline, ESC...)"},
+        {START "\"expect_generation\":0}", "bad_request",
+         "expect_generation: expected an integer >= 1"},
+        /* Checked in a fixed order: reason, expect_generation, steps, step_s. */
+        {START "\"step_s\":0,\"steps\":[5],\"expect_generation\":0}", "bad_request",
+         "expect_generation: expected an integer >= 1"},
+        {START "\"step_s\":0,\"steps\":[5]}", "bad_request",
+         "steps: the last step must be 100 (got 5)"},
+    };
+#undef START
     (void)unused;
 
     CHECK_REFUSED(cases);
@@ -813,6 +943,8 @@ int main(void)
         cmocka_unit_test(test_reason_length_limit),
         cmocka_unit_test(test_events_fields),
         cmocka_unit_test(test_server_fields),
+        cmocka_unit_test(test_rollout_start_fields),
+        cmocka_unit_test(test_rollout_start_step_count),
         cmocka_unit_test(test_duplicates_whitespace_and_order),
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_bad_json_names_the_column),
@@ -824,6 +956,7 @@ int main(void)
         cmocka_unit_test(test_bad_expect_generation),
         cmocka_unit_test(test_first_problem_wins),
         cmocka_unit_test(test_bad_events),
+        cmocka_unit_test(test_bad_rollout_start),
         cmocka_unit_test(test_bad_server),
         cmocka_unit_test(test_long_quoted_message),
         cmocka_unit_test(test_error_reply),

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# rollout.sh - automated rollouts in seconds (steps of 1 s) under traffic:
+#   - a healthy candidate goes through every step and is promoted: roles
+#     swap, and the report lists each step;
+#   - a fault at the 25 % step rolls back and traffic returns to stable;
+#   - a failing preflight probe rolls back before any user traffic moves;
+#   - outside its window a rollout holds its weight.
+. "$(dirname "$0")/lib.sh"
+sy_init "$@"
+
+CTL=$SY_BUILD/switchyardctl
+if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
+    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
+    sy_finish
+fi
+
+sy_backends
+SOCK="$SY_TMP/ctl.sock"
+CONF="$SY_TMP/rollout.json"
+# write_config [WINDOWS_JSON]
+write_config()
+{
+    sy_config "$CONF" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0 \
+        extra="\"admin\": {\"socket\": \"$SOCK\"},
+  \"detector\": {\"window_s\": 5, \"min_requests\": 20, \"max_p99_ms\": 1000,
+                 \"fast_rollback\": {\"consecutive_failures\": 5}},
+  \"rollout\": {\"steps\": [10, 25, 100], \"step_s\": 1, \"windows\": ${1:-[]},
+                \"preflight\": [{\"path\": \"/healthz\", \"expect_status\": 200, \"expect_body\": \"ok\"}]}"
+}
+write_config
+sy_proxy "$CONF" "$PORT" || sy_finish
+
+ctl()
+{
+    OUT=$("$CTL" -s "$SOCK" "$@" 2>&1)
+    RC=$?
+}
+
+state_field()
+{
+    "$CTL" -s "$SOCK" --json status | jq -r ".state.$1"
+}
+
+fault()
+{
+    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
+}
+
+# Traffic for the detector: 4 keep-alive clients, bounded in count, in the
+# background until stop_traffic.
+start_traffic()
+{
+    local c i
+    TRAFFIC=()
+    for ((c = 0; c < 4; c++)); do
+        for ((i = 0; i < 20000; i++)); do
+            echo "url = \"http://127.0.0.1:$PORT/load/$c/$i\""
+            echo 'output = "/dev/null"'
+        done | sy_curl -K - -w '%{http_code} %header{x-backend}\n' >"$SY_TMP/traffic.$c" 2>&1 &
+        TRAFFIC+=($!)
+        SY_PIDS+=($!)
+    done
+}
+
+stop_traffic()
+{
+    kill "${TRAFFIC[@]}" 2>/dev/null
+    wait "${TRAFFIC[@]}" 2>/dev/null
+}
+
+# wait_phase PHASE SECONDS: polls the state (10 per second).
+wait_phase()
+{
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        [[ "$(state_field phase)" == "$1" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- A healthy candidate is promoted ----------------------------------------
+start_traffic
+ctl rollout start --reason "release 42"
+sy_eq "rollout start: exit 0" "$RC" 0
+sy_check "the rollout goes through every step and is promoted (30 s at most)" wait_phase promoted 30
+sy_eq "... roles swapped: green is stable" "$(state_field stable)" green
+stop_traffic
+ctl events
+sy_match "... the events show the preflight" "$OUT" "  rollout  preflight_ok  "
+sy_eq "... each advance" "$(grep -c '  rollout  advance  ' <<<"$OUT")" 2
+sy_match "... and the promotion" "$OUT" "  rollout  promote  "
+ctl --json rollout report
+sy_eq "rollout report: promoted" "$(jq -r .report.outcome <<<"$OUT")" promoted
+sy_eq "... with the three steps" "$(jq -r '[.report.steps[].weight] | map(tostring) | join(" ")' <<<"$OUT")" \
+    "10 25 100"
+sy_eq "... each with candidate requests" \
+    "$(jq -r '[.report.steps[] | select(.candidate.requests > 0)] | length' <<<"$OUT")" 3
+ctl rollout report
+sy_match "rollout report prints a readable text" "$OUT" "promoted"
+
+# --- A fault at the 25 % step rolls back (blue is now the candidate) --------
+start_traffic
+ctl rollout start --reason "release 43"
+for ((i = 0; i < 200; i++)); do
+    [[ "$(state_field candidate_percent)" == 25 ]] && break
+    sleep 0.05
+done
+sy_eq "the second rollout reaches 25 %" "$(state_field candidate_percent)" 25
+fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 500}'
+sy_check "a fault at 25 % rolls back" wait_phase rolled_back 10
+sleep 0.3
+: >"$SY_TMP/after"
+for ((i = 0; i < 50; i++)); do
+    sy_curl -o /dev/null -w '%header{x-backend}\n' "http://127.0.0.1:$PORT/after/$i" >>"$SY_TMP/after"
+done
+sy_eq "... and every request goes to stable green" "$(grep -c '^green-1$' "$SY_TMP/after")" 50
+stop_traffic
+fault "$BLUE" '{"fail_rate": 0}'
+ctl --json rollout report
+sy_eq "rollout report: rolled back" "$(jq -r .report.outcome <<<"$OUT")" rolled_back
+sy_eq "... ended at the 25 % step" "$(jq -r '.report.steps[-1].weight' <<<"$OUT")" 25
+sleep 1.5
+sy_eq "no automatic retry: the candidate stays at 0 %" "$(state_field candidate_percent)" 0
+
+# --- A failing preflight: nothing moves ---------------------------------------
+fault "$BLUE" '{"health_status": 503}'
+ctl rollout start --reason "release 44"
+sy_check "a failing preflight rolls back" wait_phase rolled_back 10
+sy_match "... naming the failing probe" "$(state_field reason)" \
+    "^preflight failed: probe 1 \(GET /healthz\) on blue-1 .*status 503, expected 200"
+ctl --json rollout report
+sy_eq "... before any step" "$(jq -r '.report.steps | length' <<<"$OUT")" 0
+fault "$BLUE" '{"health_status": 200}'
+
+# --- Outside its window, a rollout holds its weight --------------------------
+# A window on no day but tomorrow's weekday, in UTC: closed now.
+tomorrow=$(date -u -d tomorrow +%a | tr 'A-Z' 'a-z')
+write_config "[{\"days\": \"$tomorrow\", \"from\": \"00:00\", \"to\": \"23:59\", \"tz\": \"UTC\"}]"
+ctl reload
+sy_eq "reload with a closed window: exit 0" "$RC" 0
+start_traffic
+ctl rollout start --reason "release 45"
+for ((i = 0; i < 100; i++)); do
+    [[ "$(state_field phase)" == progressing ]] && break
+    sleep 0.05
+done
+sleep 2.5
+sy_eq "outside the window the rollout holds its first step" \
+    "$(state_field phase) $(state_field candidate_percent)" "progressing 10"
+ctl --json rollout status
+sy_match "rollout status says why it waits" "$(jq -r '.rollout.waiting_for' <<<"$OUT")" window
+sy_match "... with the window and when it opens" \
+    "$(jq -r '.rollout.gates[] | select(.name == "window") | .why' <<<"$OUT")" \
+    "^outside window $tomorrow 00:00-23:59 UTC, opens in "
+stop_traffic
+ctl rollback --reason "test over"
+
+sy_stop "$SY_PROXY_PID"
+sy_eq "switchyard exits 0" "$SY_RC" 0
+sy_finish
