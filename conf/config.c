@@ -418,7 +418,6 @@ void config_warn_inactive(const struct config *cfg, FILE *out)
         bool on;
         const char *name;
     } sections[] = {
-        {cfg->rollout.enabled, "rollout"},
         {cfg->redis.enabled, "redis"},
     };
 

@@ -51,6 +51,7 @@ struct rollout {
 
     bool active;
     struct rollout_plan plan;
+    enum conf_colour stable; /* at the start: a promotion swaps the state's */
     int64_t started_ms;
     int64_t step_started_ms;
     struct step_record steps[ROLLOUT_STEPS_MAX];
@@ -203,11 +204,11 @@ static void finish(struct rollout *r, const struct state *st)
     end_step(r);
     for (size_t i = 0; steps != NULL && i < r->nrecorded; i++)
         json_array_append_new(steps, step_json(&r->steps[i], i));
-    report =
-        json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:o}", "outcome", state_phase_name(st->phase),
-                  "reason", st->reason, "started_at", time_json(r->started_ms), "ended_at",
-                  time_json(end), "stable", conf_colour_name(st->stable), "candidate",
-                  conf_colour_name(candidate_of(st)), "steps", steps);
+    report = json_pack(
+        "{s:s, s:s, s:o, s:o, s:s, s:s, s:o}", "outcome", state_phase_name(st->phase), "reason",
+        st->reason, "started_at", time_json(r->started_ms), "ended_at", time_json(end), "stable",
+        conf_colour_name(r->stable), "candidate",
+        conf_colour_name(r->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE), "steps", steps);
     if (report == NULL)
         log_error("rollout: out of memory: no report for this rollout");
     json_decref(r->report);
@@ -447,6 +448,7 @@ struct rollout *rollout_new(struct event_base *base, struct service *svc, struct
         r->plan.step_s = c->step_s;
         r->active = c->enabled && r->plan.nsteps > 0;
         r->started_ms = now_ms(r);
+        r->stable = st->stable;
         if (r->active && st->phase != STATE_PREFLIGHT)
             begin_step(r, st->candidate_bp);
         log_info("rollout: resuming the rollout under way (phase %s, step %u)",
@@ -528,6 +530,7 @@ int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char
         return -1;
     r->plan = p;
     r->active = true;
+    r->stable = service_state(r->svc)->stable;
     r->started_ms = now_ms(r);
     r->nrecorded = 0;
     r->preflight_started = false;

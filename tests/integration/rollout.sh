@@ -4,7 +4,8 @@
 #     swap, and the report lists each step;
 #   - a fault at the 25 % step rolls back and traffic returns to stable;
 #   - a failing preflight probe rolls back before any user traffic moves;
-#   - outside its window a rollout holds its weight.
+#   - outside its window a rollout holds its weight;
+#   - pause, resume and promote work during a rollout.
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
@@ -153,8 +154,19 @@ sy_match "rollout status says why it waits" "$(jq -r '.rollout.waiting_for' <<<"
 sy_match "... with the window and when it opens" \
     "$(jq -r '.rollout.gates[] | select(.name == "window") | .why' <<<"$OUT")" \
     "^outside window $tomorrow 00:00-23:59 UTC, opens in "
+
+# --- pause, resume and promote work during a rollout -------------------------
+ctl pause --reason "a look"
+sy_eq "pause holds the rollout at its weight" \
+    "$(state_field phase) $(state_field candidate_percent)" "paused 10"
+ctl resume
+sy_eq "resume goes on" "$(state_field phase)" progressing
+ctl promote --reason "all good, skip ahead"
+sy_eq "promote during a rollout: promoted at once" "$(state_field phase)" promoted
+ctl --json rollout report
+sy_eq "... and the report says so" \
+    "$(jq -r '.report.outcome + " " + .report.reason' <<<"$OUT")" "promoted all good, skip ahead"
 stop_traffic
-ctl rollback --reason "test over"
 
 sy_stop "$SY_PROXY_PID"
 sy_eq "switchyard exits 0" "$SY_RC" 0

@@ -157,7 +157,7 @@ static void test_full(void **state)
     assert_string_equal(cfg->redis.ns, "switchyard:prod");
 
     char *warn = warnings_of(cfg);
-    const char *sections[] = {"rollout", "redis"};
+    const char *sections[] = {"redis"};
     char expected[2048] = "";
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         size_t used = strlen(expected);
