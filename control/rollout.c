@@ -333,8 +333,11 @@ static void preflight_done(bool passed, const char *why, void *arg)
 
     preflight_free(r->preflight);
     r->preflight = NULL;
-    if (service_state(r->svc)->phase != STATE_PREFLIGHT)
-        return; /* rolled back or paused meanwhile */
+    if (service_state(r->svc)->phase != STATE_PREFLIGHT) {
+        /* Rolled back, or paused: a resume runs the probes again. */
+        r->preflight_started = false;
+        return;
+    }
     snprintf(reason, sizeof(reason), "preflight %s: %s", passed ? "passed" : "failed", why);
     if (!passed) {
         log_warn("rollout: %s", reason);
@@ -405,7 +408,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             step_done(r, st);
         return;
     case STATE_PAUSED:
-        (void)gates_eval(r, now_ms(r)); /* for status only */
+        if (st->step >= 1)                  /* paused at a step, not in preflight */
+            (void)gates_eval(r, now_ms(r)); /* for status only */
         return;
     case STATE_IDLE:
     case STATE_PROMOTED:
@@ -556,7 +560,7 @@ json_t *rollout_status_json(struct rollout *r)
     settle(r);
     if (!r->active)
         return json_pack("{s:b, s:s}", "active", 0, "last", r->last);
-    if (st->phase == STATE_PREFLIGHT)
+    if (st->phase == STATE_PREFLIGHT || st->step == 0) /* probing, or paused while probing */
         return json_pack("{s:b, s:s, s:o, s:I, s:f, s:I, s:[], s:s}", "active", 1, "phase",
                          state_phase_name(st->phase), "steps", plan_json(&r->plan), "step",
                          (json_int_t)0, "weight", 0.0, "step_s", (json_int_t)r->plan.step_s,
