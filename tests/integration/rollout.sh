@@ -31,15 +31,18 @@ write_config()
 write_config
 sy_proxy "$CONF" "$PORT" || sy_finish
 
+# A loaded CI machine can be slow: a generous timeout, and the output of a
+# failed command in the log.
 ctl()
 {
-    OUT=$("$CTL" -s "$SOCK" "$@" 2>&1)
+    OUT=$("$CTL" -s "$SOCK" --timeout 20000 "$@" 2>&1)
     RC=$?
+    ((RC == 0)) || echo "# switchyardctl $*: exit $RC: $OUT"
 }
 
 state_field()
 {
-    "$CTL" -s "$SOCK" --json status | jq -r ".state.$1"
+    "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r ".state.$1"
 }
 
 fault()
@@ -48,16 +51,20 @@ fault()
 }
 
 # Traffic for the detector: 4 keep-alive clients, bounded in count, in the
-# background until stop_traffic.
+# background until stop_traffic. Their URL lists are written once.
+for ((c = 0; c < 4; c++)); do
+    for ((i = 0; i < 20000; i++)); do
+        echo "url = \"http://127.0.0.1:$PORT/load/$c/$i\""
+        echo 'output = "/dev/null"'
+    done >"$SY_TMP/urls.$c"
+done
 start_traffic()
 {
-    local c i
+    local c
     TRAFFIC=()
     for ((c = 0; c < 4; c++)); do
-        for ((i = 0; i < 20000; i++)); do
-            echo "url = \"http://127.0.0.1:$PORT/load/$c/$i\""
-            echo 'output = "/dev/null"'
-        done | sy_curl -K - -w '%{http_code} %header{x-backend}\n' >"$SY_TMP/traffic.$c" 2>&1 &
+        sy_curl -K "$SY_TMP/urls.$c" -w '%{http_code} %header{x-backend}\n' \
+            >"$SY_TMP/traffic.$c" 2>&1 &
         TRAFFIC+=($!)
         SY_PIDS+=($!)
     done
