@@ -304,6 +304,12 @@ static void parse_pool(struct cfgwalk *w, const json_t *obj, const char *path,
         cfgwalk_error(w, p, false, "must have at least one server");
         return;
     }
+    /* A request's tried servers are one 64-bit mask. */
+    if (n > CONF_POOL_SERVERS_MAX) {
+        cfgwalk_error(w, p, false, "at most %d servers per pool (got %zu)", CONF_POOL_SERVERS_MAX,
+                      n);
+        return;
+    }
     pool->servers = calloc(n, sizeof(*pool->servers));
     if (!pool->servers) {
         w->oom = true;

@@ -36,6 +36,8 @@ struct conf_server {
     unsigned weight;       /* 1..1000, default 1 */
 };
 
+#define CONF_POOL_SERVERS_MAX 64
+
 struct conf_pool {
     struct conf_server *servers;
     size_t nservers; /* >= 1 */

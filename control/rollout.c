@@ -15,6 +15,7 @@
 #include "control/rollout_window.h"
 #include "control/service.h"
 #include "health/window.h"
+#include "proxy/route.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
 
@@ -57,10 +58,11 @@ struct rollout {
     struct step_record steps[ROLLOUT_STEPS_MAX];
     size_t nrecorded; /* steps begun */
     struct preflight *preflight;
+    struct snapshot *preflight_snap; /* the config its probes and servers live in */
     bool preflight_started;
     struct gate gates[GATES];
 
-    const struct config *zones_for; /* the config whose windows' zones are loaded */
+    unsigned zones_for; /* the reload count whose windows' zones are loaded, + 1 */
     struct rollout_tz **zones;
     size_t nzones;
     char zones_error[256];
@@ -68,6 +70,8 @@ struct rollout {
     json_t *report;                /* the last finished rollout's */
     char last[STATE_WHY_MAX + 96]; /* "promoted at TIME: REASON", for status */
 };
+
+static void preflight_stop(struct rollout *r);
 
 static int64_t realtime_ms(void *arg)
 {
@@ -113,15 +117,16 @@ static void begin_step(struct rollout *r, uint32_t weight_bp)
 {
     struct step_record *s;
 
+    r->step_started_ms = now_ms(r);
+    /* The detector's verdict must rest on this step's traffic. */
+    guard_rearm(r->guard);
     if (r->nrecorded >= ROLLOUT_STEPS_MAX)
         return;
     s = &r->steps[r->nrecorded++];
     memset(s, 0, sizeof(*s));
     s->weight_bp = weight_bp;
-    s->started_ms = r->step_started_ms = now_ms(r);
+    s->started_ms = r->step_started_ms;
     s->verdict = VERDICT_INCONCLUSIVE;
-    /* The detector's verdict must rest on this step's traffic. */
-    guard_rearm(r->guard);
 }
 
 static struct step_record *current_step(struct rollout *r)
@@ -218,8 +223,7 @@ static void finish(struct rollout *r, const struct state *st)
              st->reason);
     log_info("rollout: ended %s after %zu step%s: %s", state_phase_name(st->phase), r->nrecorded,
              r->nrecorded == 1 ? "" : "s", st->reason);
-    preflight_free(r->preflight);
-    r->preflight = NULL;
+    preflight_stop(r);
     r->active = false;
 }
 
@@ -242,14 +246,17 @@ static void gate_set(struct gate *g, bool ok, const char *fmt, ...)
 /* The zones of the running config's windows, loaded once per config. */
 static void zones_fit(struct rollout *r, const struct config *cfg)
 {
-    if (r->zones_for == cfg)
+    /* By reload count, not address: a new config may reuse a freed one's. */
+    unsigned generation = reloader_count(r->rl) + 1;
+
+    if (r->zones_for == generation)
         return;
     rollout_window_zones_clear(r->zones, r->nzones);
     free(r->zones);
     r->zones = NULL;
     r->nzones = 0;
     r->zones_error[0] = '\0';
-    r->zones_for = cfg;
+    r->zones_for = generation;
     if (cfg->rollout.nwindows == 0)
         return;
     r->zones = calloc(cfg->rollout.nwindows, sizeof(*r->zones));
@@ -326,13 +333,21 @@ static bool gates_eval(struct rollout *r, int64_t now)
 /* ------------------------------------------------------------------------ */
 /* The tick */
 
+/* Stops the probes (if running) and lets the config they read go. */
+static void preflight_stop(struct rollout *r)
+{
+    preflight_free(r->preflight);
+    r->preflight = NULL;
+    snapshot_unref(r->preflight_snap);
+    r->preflight_snap = NULL;
+}
+
 static void preflight_done(bool passed, const char *why, void *arg)
 {
     struct rollout *r = arg;
     char reason[STATE_WHY_MAX];
 
-    preflight_free(r->preflight);
-    r->preflight = NULL;
+    preflight_stop(r);
     if (service_state(r->svc)->phase != STATE_PREFLIGHT) {
         /* Rolled back, or paused: a resume runs the probes again. */
         r->preflight_started = false;
@@ -350,8 +365,11 @@ static void preflight_done(bool passed, const char *why, void *arg)
 
 static void run_preflight(struct rollout *r, const struct state *st)
 {
-    const struct config *cfg = running(r);
+    /* A reload while probing must not free what the probes read. */
+    struct snapshot *snap = snapshot_ref(reloader_current(r->rl));
+    const struct config *cfg = snap->cfg;
 
+    r->preflight_snap = snap;
     r->preflight_started = true;
     r->preflight =
         preflight_start(event_get_base(r->tick), cfg->rollout.preflight, cfg->rollout.npreflight,
@@ -366,6 +384,10 @@ static void step_done(struct rollout *r, const struct state *st)
     char why[STATE_WHY_MAX];
     size_t i = st->step; /* the next step's index in the plan */
 
+    /* A worker's instant flip already took the candidate out (its rollback
+     * is on its way to the state): never advance or promote over it. */
+    if (route_split_get(service_split(r->svc)).candidate_bp != st->candidate_bp)
+        return;
     end_step(r);
     if (i >= r->plan.nsteps) {
         snprintf(why, sizeof(why), "step %u at %.2f%% held every gate (%s)", st->step,
@@ -408,8 +430,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             step_done(r, st);
         return;
     case STATE_PAUSED:
-        if (st->step >= 1)                  /* paused at a step, not in preflight */
+        if (st->step >= 1) {                /* paused at a step */
             (void)gates_eval(r, now_ms(r)); /* for status only */
+            return;
+        }
+        /* Paused in preflight: the probes run again on resume. */
+        preflight_stop(r);
+        r->preflight_started = false;
         return;
     case STATE_IDLE:
     case STATE_PROMOTED:
@@ -453,7 +480,7 @@ struct rollout *rollout_new(struct event_base *base, struct service *svc, struct
         r->active = c->enabled && r->plan.nsteps > 0;
         r->started_ms = now_ms(r);
         r->stable = st->stable;
-        if (r->active && st->phase != STATE_PREFLIGHT)
+        if (r->active && st->step >= 1)
             begin_step(r, st->candidate_bp);
         log_info("rollout: resuming the rollout under way (phase %s, step %u)",
                  state_phase_name(st->phase), st->step);
@@ -467,7 +494,7 @@ void rollout_free(struct rollout *r)
         return;
     if (r->tick != NULL)
         event_free(r->tick);
-    preflight_free(r->preflight);
+    preflight_stop(r);
     rollout_window_zones_clear(r->zones, r->nzones);
     free(r->zones);
     json_decref(r->report);
@@ -521,6 +548,7 @@ int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char
     struct state_change ch = {
         .op = STATE_OP_START, .who = who, .why = why, .expect_generation = expect_generation};
 
+    settle(r); /* a rollback that landed since the last tick ends the old one first */
     if (!c->enabled)
         return refuse(err, "bad_argument",
                       "cannot start a rollout: the config has no rollout section");
@@ -537,6 +565,7 @@ int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char
     r->stable = service_state(r->svc)->stable;
     r->started_ms = now_ms(r);
     r->nrecorded = 0;
+    preflight_stop(r);
     r->preflight_started = false;
     event_active(r->tick, EV_TIMEOUT, 0); /* preflight now, not at the next tick */
     return 0;

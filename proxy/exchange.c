@@ -140,9 +140,14 @@ void exchange_start(struct session *s)
 static void record(struct session *s, enum outcome_kind kind, int status, const char *why)
 {
     struct outcome o = {.kind = kind, .status = status};
+    double ms = s->upstream_ms >= 0 ? s->upstream_ms : ms_since(&s->t_sent);
 
+    /* A replay whose new connection could not even be made left no server
+     * to blame: the failure was ours (descriptors, ports). */
+    if (s->up == NULL)
+        return;
     if (kind == OUTCOME_RESPONSE)
-        o.latency_us = (uint64_t)(s->upstream_ms * 1000.0);
+        o.latency_us = (uint64_t)(ms * 1000.0);
     signals_record(s->w, upstream_conn_server(s->up), &o, why);
 }
 

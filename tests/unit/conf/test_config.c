@@ -227,6 +227,38 @@ static void test_defaults(void **state)
     config_free(cfg);
 }
 
+/* A request's tried servers are one 64-bit mask: 64 servers at most. */
+static void test_pool_size_limit(void **state)
+{
+    char text[16384];
+    size_t used;
+    struct conf_errors errs = {0};
+    struct config *cfg;
+
+    for (int n = 64; n <= 65; n++) {
+        used = (size_t)snprintf(text, sizeof(text),
+                                "{\"listen\": [{\"addr\": \"127.0.0.1:8080\"}], \"pools\": "
+                                "{\"green\": {\"servers\": [{\"name\": \"g\", \"addr\": "
+                                "\"127.0.0.1:9\"}]}, \"blue\": {\"servers\": [");
+        for (int i = 0; i < n; i++)
+            used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                     "%s{\"name\": \"b%d\", \"addr\": \"127.0.0.1:%d\"}",
+                                     i ? ", " : "", i, 10000 + i);
+        snprintf(text + used, sizeof(text) - used, "]}}}");
+        cfg = config_load_string(text, strlen(text), "t.json", "/", &errs);
+        if (n == 64) {
+            assert_non_null(cfg);
+            config_free(cfg);
+            continue;
+        }
+        assert_null(cfg);
+        assert_int_equal(errs.n, 1);
+        assert_non_null(strstr(errs.msgs[0], "pools.blue.servers: at most 64 servers per pool "
+                                             "(got 65)"));
+        conf_errors_clear(&errs);
+    }
+}
+
 /* admin.allow_gids: none by default, any number of gids, each like a uid. */
 static void test_allow_gids(void **state)
 {
@@ -839,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_allow_gids),
+        cmocka_unit_test(test_pool_size_limit),
         cmocka_unit_test(test_section_defaults),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_bad_configs),
