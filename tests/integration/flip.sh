@@ -12,11 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-CTL=$SY_BUILD/switchyardctl
-if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
-    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
-    sy_finish
-fi
+sy_need_ctl
 
 FAILURES=5
 sy_backends
@@ -40,11 +36,6 @@ state_field()
     "$CTL" -s "$SOCK" --json status | jq -r ".state.$1"
 }
 
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
-}
-
 # load N TAG: N requests on 4 parallel keep-alive connections; prints
 # "STATUS BACKEND" per request.
 load()
@@ -62,7 +53,7 @@ load()
 
 # --- The instant flip on 500s ----------------------------------------------
 ctl weight 50 --reason "canary"
-fault "$GREEN" '{"fail_rate": 1.0, "fail_status": 500}'
+sy_fault "$GREEN" '{"fail_rate": 1.0, "fail_status": 500}'
 out=$(load 400 fast)
 green_500=$(grep -c '^500 green-1$' <<<"$out")
 sy_range "green's 500s reach at most $FAILURES per worker before the flip" "$green_500" 1 \
@@ -78,7 +69,7 @@ after=$(tail -n +"$((last_green + 1))" <<<"$out" | grep -c 'green-1$')
 sy_eq "no request reaches green after the flip" "$after" 0
 sy_eq "every other request was answered 200 by blue" "$(grep -c '^200 blue-1$' <<<"$out")" \
     $((400 - green_500))
-fault "$GREEN" '{"fail_rate": 0}'
+sy_fault "$GREEN" '{"fail_rate": 0}'
 
 # --- A dead candidate: retried on stable, then flipped ----------------------
 ctl weight 50 --reason "again"
@@ -92,7 +83,7 @@ sy_backend green-1 "$GREEN"
 
 # --- The detector: slow but answering ----------------------------------------
 ctl weight 50 --reason "third try"
-fault "$GREEN" '{"latency_ms": 300}'
+sy_fault "$GREEN" '{"latency_ms": 300}'
 rolled=
 for ((round = 0; round < 20; round++)); do
     load 40 slow >/dev/null
@@ -105,7 +96,7 @@ sy_eq "a slow candidate is rolled back by the detector" "$rolled" 1
 sy_eq "... recorded as the detector" "$(state_field updated_by)" detector
 sy_match "... with its p99 in the reason" "$(state_field reason)" \
     "^candidate green over the last [0-9]+ s: p99 [0-9.]+ ms over max_p99_ms 100$"
-fault "$GREEN" '{"latency_ms": 0}'
+sy_fault "$GREEN" '{"latency_ms": 0}'
 
 # --- A new attempt is judged on new traffic ---------------------------------
 ctl weight 50 --reason "fixed"
@@ -119,9 +110,9 @@ sy_match "... and green serves again" "$out" "200 green-1"
 # a row), 100 good ones: 0.7 % errors, under max_error_rate at every tick.
 ctl weight 100 --reason "all green"
 load 300 good >/dev/null
-fault "$GREEN" '{"fail_rate": 1.0, "fail_status": 500}'
+sy_fault "$GREEN" '{"fail_rate": 1.0, "fail_status": 500}'
 codes=$(for i in 1 2 3; do sy_curl -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$PORT/few/$i"; done)
-fault "$GREEN" '{"fail_rate": 0}'
+sy_fault "$GREEN" '{"fail_rate": 0}'
 load 100 good-again >/dev/null
 sy_eq "3 failures from green" "$codes" "500 500 500 "
 sy_eq "... under every threshold: no rollback" \
@@ -130,10 +121,10 @@ ctl weight 50 --reason "half"
 
 # --- Stable's failures are not the candidate's ------------------------------
 generation=$(state_field generation)
-fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 503}'
+sy_fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 503}'
 load 100 stable-fails >/dev/null
 sy_eq "failures of the stable pool change nothing" "$(state_field generation)" "$generation"
-fault "$BLUE" '{"fail_rate": 0}'
+sy_fault "$BLUE" '{"fail_rate": 0}'
 
 sy_stop "$SY_PROXY_PID"
 sy_eq "switchyard exits 0" "$SY_RC" 0

@@ -12,11 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-CTL=$SY_BUILD/switchyardctl
-if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
-    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
-    sy_finish
-fi
+sy_need_ctl
 
 sy_backends
 sy_port BLUE2
@@ -63,11 +59,6 @@ wait_field()
     echo "$got"
 }
 
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
-}
-
 # backends N: N requests through the proxy, one connection each; the
 # X-Backend values, sorted and counted ("12 blue-1 8 blue-3").
 backends()
@@ -86,7 +77,7 @@ sy_eq "... and is up" "$(field blue-1 health) $(field blue-2 health) $(field gre
 sy_match "... when it was checked" "$(field blue-1 checked_at)" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T'
 
 # A failing /healthz: down after fall checks, no traffic, back after rise.
-fault "$BLUE2" '{"health_status": 503}'
+sy_fault "$BLUE2" '{"health_status": 503}'
 sy_eq "a server answering 503 goes down" "$(wait_field blue-2 health down)" down
 sy_eq "... its last check says why" "$(field blue-2 checked)" "status 503, expected 200"
 sy_match "... logged once at warn with the reason" "$(grep -c 'server blue/blue-2 down' "$LOG")" '^1$'
@@ -96,7 +87,7 @@ sy_nomatch "... and gets no request" "$(backends 30)" 'blue-2'
 ctl_out=$("$CTL" -s "$SOCK" status 2>&1)
 sy_match "switchyardctl status shows the HEALTH column" "$ctl_out" 'IN FLIGHT +HEALTH'
 sy_match "... with blue-2 down" "$ctl_out" "blue +blue-2 +127.0.0.1:$BLUE2 .* 0 +down"
-fault "$BLUE2" '{"health_status": 200}'
+sy_fault "$BLUE2" '{"health_status": 200}'
 sy_eq "it comes back after rise good checks" "$(wait_field blue-2 health up)" up
 sy_match "... logged at info" "$(cat "$LOG")" 'info: server blue/blue-2 up: 2 checks passed in a row'
 sy_match "... and gets requests again" "$(backends 30)" 'blue-2'
@@ -114,20 +105,20 @@ sy_match "... logged with it" "$(cat "$LOG")" \
     'server blue/blue-2 down: 3 checks failed in a row, last: connect refused'
 
 # A server that accepts and never answers: the check's timeout.
-fault "$BLUE3" '{"hang": true}'
+sy_fault "$BLUE3" '{"hang": true}'
 sy_eq "a hanging server goes down" "$(wait_field blue-3 health down)" down
 sy_eq "... by timeout" "$(field blue-3 checked)" "timeout after 50 ms"
 sy_eq "... and the survivor takes everything" "$(backends 20)" "20 blue-1"
-fault "$BLUE3" '{"hang": false}'
+sy_fault "$BLUE3" '{"hang": false}'
 sy_eq "the hanging server recovers" "$(wait_field blue-3 health up)" up
 
 # The candidate pool all down: its share goes to stable.
 "$CTL" -s "$SOCK" weight 50 >/dev/null
 sy_match "at 50 % the candidate gets its share" "$(backends 30)" 'green-1'
-fault "$GREEN" '{"health_status": 500}'
+sy_fault "$GREEN" '{"health_status": 500}'
 sy_eq "the only candidate server goes down" "$(wait_field green-1 health down)" down
 sy_nomatch "... and the candidate's share goes to stable" "$(backends 30)" 'green-1'
-fault "$GREEN" '{"health_status": 200}'
+sy_fault "$GREEN" '{"health_status": 200}'
 sy_eq "the candidate comes back" "$(wait_field green-1 health up)" up
 "$CTL" -s "$SOCK" weight 0 >/dev/null
 
@@ -145,7 +136,7 @@ sy_eq "blue-1 is back" "$(wait_field blue-1 health up)" up
 sy_eq "the server the reload removed is gone from status" "$(field blue-2 health)" ""
 
 # Without the health section: nothing is checked and every server is up.
-fault "$BLUE3" '{"health_status": 503}'
+sy_fault "$BLUE3" '{"health_status": 503}'
 sy_eq "blue-3 goes down again" "$(wait_field blue-3 health down)" down
 sy_config "$CONF" port="$PORT" blue="blue-1@$BLUE,blue-3@$BLUE3" green="green-1@$GREEN" \
     percent=0 extra="$ADMIN"

@@ -412,6 +412,23 @@ sy_curl()
     curl -q -sS --noproxy '*' --max-time "${SY_CURL_MAX_TIME:-30}" "$@"
 }
 
+# sy_fault PORT JSON: sets a sy-backend's fault mode (POST /__fault).
+sy_fault()
+{
+    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
+}
+
+# sy_need_ctl: sets CTL to switchyardctl; stops the script (not ok) unless
+# it and jq (the replies are checked with it) are there.
+sy_need_ctl()
+{
+    CTL=$SY_BUILD/switchyardctl
+    if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
+        sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
+        sy_finish
+    fi
+}
+
 # sy_now_ms: monotonic enough for durations of a test.
 sy_now_ms()
 {

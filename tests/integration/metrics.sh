@@ -15,11 +15,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-CTL=$SY_BUILD/switchyardctl
-if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
-    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
-    sy_finish
-fi
+sy_need_ctl
 
 sy_backends
 sy_port HTTP
@@ -48,11 +44,6 @@ requests()
     for ((i = 0; i < $1; i++)); do
         sy_curl -o /dev/null -w '%{http_code}\n' "${force[@]}" "http://127.0.0.1:$PORT/m/$i"
     done | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? " " : ""), $1, $2}'
-}
-
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
 }
 
 # sample TEXT NAME{LABELS}: the value of that exact series, or "missing".
@@ -109,9 +100,9 @@ histogram_checks()
 # --- Known traffic ----------------------------------------------------------
 sy_eq "30 requests to blue" "$(requests 30)" "30 200"
 sy_eq "3 requests forced to green" "$(requests 3 green)" "3 200"
-fault "$GREEN" '{"fail_rate": 1, "fail_status": 500}'
+sy_fault "$GREEN" '{"fail_rate": 1, "fail_status": 500}'
 sy_eq "5 requests to a failing green" "$(requests 5 green)" "5 500"
-fault "$GREEN" '{"fail_rate": 0}'
+sy_fault "$GREEN" '{"fail_rate": 0}'
 
 headers=$(sy_curl -s -D - -o "$SY_TMP/metrics.txt" "$METRICS")
 m=$(cat "$SY_TMP/metrics.txt")

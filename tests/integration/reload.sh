@@ -26,11 +26,6 @@ backend_of()
 }
 
 # fault PORT JSON: sets a backend's fault mode.
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
-}
-
 # reload: SIGHUP, then waits for the proxy to report the outcome. Prints
 # "applied" or "refused".
 reload()
@@ -72,7 +67,7 @@ printf 'GET /keep/1 HTTP/1.1\r\nHost: test\r\n\r\n' >&3
 sy_eq "kept-alive client: first answer from blue-1" "$(answer_backend)" blue-1
 
 # A request in flight on blue-1 across the reload.
-fault "$BLUE" '{"latency_ms": 1500}'
+sy_fault "$BLUE" '{"latency_ms": 1500}'
 sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$PORT/slow" \
     >"$SY_TMP/inflight" 2>&1 &
 inflight=$!
@@ -92,7 +87,7 @@ sy_eq "after the reload: the new server blue-2 serves" "$seen" blue-2
 wait "$inflight"
 sy_eq "the request in flight on the removed server finished" "$(cat "$SY_TMP/inflight")" \
     "200 blue-1"
-fault "$BLUE" '{"latency_ms": 0}'
+sy_fault "$BLUE" '{"latency_ms": 0}'
 
 printf 'GET /keep/2 HTTP/1.1\r\nHost: test\r\n\r\n' >&3
 sy_eq "kept-alive client: the connection survived, now served by blue-2" "$(answer_backend)" \
@@ -100,13 +95,13 @@ sy_eq "kept-alive client: the connection survived, now served by blue-2" "$(answ
 exec 3>&-
 
 # The new upstream_header timeout (800 ms) holds from the next request on.
-fault "$BLUE2" '{"latency_ms": 1500}'
+sy_fault "$BLUE2" '{"latency_ms": 1500}'
 t0=$(sy_now_ms)
 code=$(sy_curl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/late")
 took=$(($(sy_now_ms) - t0))
 sy_eq "the reloaded upstream_header timeout applies (504)" "$code" 504
 sy_range "... after about 800 ms" "$took" 700 1400
-fault "$BLUE2" '{"latency_ms": 0}'
+sy_fault "$BLUE2" '{"latency_ms": 0}'
 
 # A broken file: refused with file:line:col, nothing changes.
 good=$(cat "$CONF")

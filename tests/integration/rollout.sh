@@ -9,11 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-CTL=$SY_BUILD/switchyardctl
-if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
-    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
-    sy_finish
-fi
+sy_need_ctl
 
 sy_backends
 SOCK="$SY_TMP/ctl.sock"
@@ -43,11 +39,6 @@ ctl()
 state_field()
 {
     "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r ".state.$1"
-}
-
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
 }
 
 # Traffic for the detector: 4 keep-alive clients, bounded in count, in the
@@ -115,7 +106,7 @@ for ((i = 0; i < 200; i++)); do
     sleep 0.05
 done
 sy_eq "the second rollout reaches 25 %" "$(state_field candidate_percent)" 25
-fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 500}'
+sy_fault "$BLUE" '{"fail_rate": 1.0, "fail_status": 500}'
 sy_check "a fault at 25 % rolls back" wait_phase rolled_back 10
 sleep 0.3
 : >"$SY_TMP/after"
@@ -124,7 +115,7 @@ for ((i = 0; i < 50; i++)); do
 done
 sy_eq "... and every request goes to stable green" "$(grep -c '^green-1$' "$SY_TMP/after")" 50
 stop_traffic
-fault "$BLUE" '{"fail_rate": 0}'
+sy_fault "$BLUE" '{"fail_rate": 0}'
 ctl --json rollout report
 sy_eq "rollout report: rolled back" "$(jq -r .report.outcome <<<"$OUT")" rolled_back
 sy_eq "... ended at the 25 % step" "$(jq -r '.report.steps[-1].weight' <<<"$OUT")" 25
@@ -132,14 +123,14 @@ sleep 1.5
 sy_eq "no automatic retry: the candidate stays at 0 %" "$(state_field candidate_percent)" 0
 
 # --- A failing preflight: nothing moves ---------------------------------------
-fault "$BLUE" '{"health_status": 503}'
+sy_fault "$BLUE" '{"health_status": 503}'
 ctl rollout start --reason "release 44"
 sy_check "a failing preflight rolls back" wait_phase rolled_back 10
 sy_match "... naming the failing probe" "$(state_field reason)" \
     "^preflight failed: probe 1 \(GET /healthz\) on blue-1 .*status 503, expected 200"
 ctl --json rollout report
 sy_eq "... before any step" "$(jq -r '.report.steps | length' <<<"$OUT")" 0
-fault "$BLUE" '{"health_status": 200}'
+sy_fault "$BLUE" '{"health_status": 200}'
 
 # --- Outside its window, a rollout holds its weight --------------------------
 # A window on no day but tomorrow's weekday, in UTC: closed now.

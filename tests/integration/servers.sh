@@ -12,11 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 sy_init "$@"
 
-CTL=$SY_BUILD/switchyardctl
-if ! command -v jq >/dev/null || [[ ! -x "$CTL" ]]; then
-    sy_not_ok "jq and switchyardctl are there" "jq: $(command -v jq); ctl: $CTL"
-    sy_finish
-fi
+sy_need_ctl
 
 sy_backends
 sy_port BLUE2
@@ -55,11 +51,6 @@ server_field()
         jq -r --arg n "$1" ".pools[].servers[] | select(.name == \$n) | .$2"
 }
 
-fault()
-{
-    sy_curl -o /dev/null -X POST --data "$2" "http://127.0.0.1:$1/__fault"
-}
-
 sy_eq "at first every server is enabled" "$(server_field blue-1 admin) $(server_field blue-2 admin)" \
     "enabled enabled"
 
@@ -79,7 +70,7 @@ sy_match "... and blue-1 is back in the rotation" "$(backends 20 on)" '^[0-9]+ b
 # Drain with a request in flight on blue-1: only blue-1 in rotation while it
 # starts, then blue-2 back and blue-1 drained.
 ctl server disable blue/blue-2
-fault "$BLUE" '{"latency_ms": 1500}'
+sy_fault "$BLUE" '{"latency_ms": 1500}'
 sy_curl -o /dev/null -w '%{http_code} %header{x-backend}' "http://127.0.0.1:$PORT/slow" \
     >"$SY_TMP/slow" 2>&1 &
 slow=$!
@@ -98,7 +89,7 @@ sy_eq "the request in flight on the draining server finished" "$(cat "$SY_TMP/sl
 ctl events
 sy_match "admin changes are events, with who made them" "$OUT" \
     "uid:[0-9]+  server  server blue/blue-1: enabled -> draining"
-fault "$BLUE" '{"latency_ms": 0}'
+sy_fault "$BLUE" '{"latency_ms": 0}'
 ctl status
 sy_match "status: blue-1 is drained once empty" "$OUT" "blue-1 .* +drained +0"
 sy_eq "... and the JSON says draining, 0 in flight" \
