@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "conf/redisurl.h"
+
 #define ZONEINFO "/usr/share/zoneinfo"
 #define ALL_DAYS 0x7F
 
@@ -502,24 +504,13 @@ void cfgpolicy_rollout(struct cfgwalk *w, const json_t *root, struct conf_rollou
         parse_preflight(w, v, p, r);
 }
 
-/* Checks a Redis URL: "redis://[:PASSWORD@]HOST[:PORT][/DB]" or
- * "unix:///PATH". Returns NULL or what is wrong. */
-static const char *redis_url_problem(const char *url)
+/* Checks a Redis URL with the parser the connection uses. Returns NULL, or
+ * why (size len) holding what is wrong. */
+static const char *redis_url_problem(const char *url, char *why, size_t len)
 {
-    if (strncmp(url, "redis://", 8) == 0) {
-        if (!url[8] || url[8] == '/')
-            return "missing host after \"redis://\"";
-    } else if (strncmp(url, "unix://", 7) == 0) {
-        if (url[7] != '/' || !url[8])
-            return "needs an absolute socket path, as in unix:///run/redis.sock";
-    } else {
-        return "must start with \"redis://\" or \"unix://\"";
-    }
-    for (const char *p = url; *p; p++) {
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return "must not contain spaces or control characters";
-    }
-    return NULL;
+    struct redis_url parsed;
+
+    return redis_url_parse(url, &parsed, why, len) < 0 ? why : NULL;
 }
 
 void cfgpolicy_redis(struct cfgwalk *w, const json_t *root, struct conf_redis *r)
@@ -530,7 +521,7 @@ void cfgpolicy_redis(struct cfgwalk *w, const json_t *root, struct conf_redis *r
         F(struct conf_redis, "lease_ms", CFGWALK_U32, lease_ms, 100, 600000, false),
     };
     const json_t *obj = section(w, root, "redis");
-    char p[CFGWALK_PATH_MAX], shown[96];
+    char p[CFGWALK_PATH_MAX], shown[96], problem[160];
 
     cfgwalk_set_string(w, &r->ns, "switchyard");
     r->lease_ms = 5000;
@@ -540,7 +531,7 @@ void cfgpolicy_redis(struct cfgwalk *w, const json_t *root, struct conf_redis *r
     cfgwalk_set_string(w, &r->url, "redis://127.0.0.1:6379/0");
     (void)cfgwalk_object(w, obj, "redis", fields, NFIELDS(fields), r);
     const char *url = string_member(w, obj, "redis", "url", p);
-    const char *why = url ? redis_url_problem(url) : NULL;
+    const char *why = url ? redis_url_problem(url, problem, sizeof(problem)) : NULL;
     if (why)
         cfgwalk_error(w, p, false, "%s (got %s)", why, cfgwalk_quote(shown, sizeof(shown), url));
     else if (url)

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/hexdigit.h"
+
 #define NONE UINT32_MAX
 #define ELEM UINT32_MAX /* name_len of an array element or of the root */
 
@@ -105,17 +107,6 @@ static int key_put(struct jsonpos *jp, const char *b, size_t n)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads the four hex digits after "\u" at s->p + at; -1 when they are not there. */
 static long read_u4(const struct scan *s, size_t at)
 {
@@ -123,7 +114,7 @@ static long read_u4(const struct scan *s, size_t at)
     if (at > s->len || s->len - at < 4)
         return -1;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(s->p[at + k]);
+        int h = hex_digit_value(s->p[at + k]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "conf/hexdigit.h"
 #include "proxy/http1_chars.h"
 
 /* Scanner states kept in c->sub, per framing state. */
@@ -31,17 +32,6 @@ enum {
     TR_LF,     /* after a field line's CR */
     TR_END_LF, /* after the CR of the empty line */
 };
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 void http1_chunked_init(struct http1_chunked *c)
 {
@@ -121,7 +111,7 @@ static int size_line_step(struct http1_chunked *c, char ch)
     int d;
 
     if (c->sub == SZ_HEX) {
-        if ((d = hex_value(ch)) >= 0)
+        if ((d = hex_digit_value(ch)) >= 0)
             return size_digit(c, d) < 0 ? -1 : SZ_HEX;
         return c->line_len == 1 ? -1 : ext_end(ch); /* the size is 1*HEXDIG */
     }
