@@ -479,6 +479,7 @@ void cfgpolicy_rollout(struct cfgwalk *w, const json_t *root, struct conf_rollou
         CUSTOM("windows", false),
         F(struct conf_rollout, "max_rps", CFGWALK_DOUBLE, max_rps, 0, INFINITY, false),
         CUSTOM("preflight", false),
+        F(struct conf_rollout, "report_dir", CFGWALK_FILE, report_dir, 0, 0, false),
     };
     const json_t *obj = section(w, root, "rollout");
     char p[CFGWALK_PATH_MAX];
@@ -559,6 +560,7 @@ void cfgpolicy_free(struct config *cfg)
         free(r->preflight[i].headers);
     }
     free(r->preflight);
+    free(r->report_dir);
     free(cfg->redis.url);
     free(cfg->redis.ns);
 }

@@ -146,6 +146,7 @@ struct conf_rollout {
     double max_rps; /* 0 = no gate */
     struct conf_probe *preflight;
     size_t npreflight;
+    char *report_dir; /* absolute path; NULL: reports stay in memory */
 };
 
 struct conf_redis {

@@ -8,12 +8,15 @@
 #include "conf/log.h"
 #include "control/reload.h"
 #include "control/service.h"
+#include "proxy/route.h"
 #include "proxy/signals.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
 
 struct guard {
     struct proxy *proxy;
+    pool_sum_fn sum; /* NULL: the proxy's own windows */
+    void *sum_arg;
     struct service *svc;
     struct reloader *rl;
     struct event *flips;
@@ -28,6 +31,7 @@ struct guard {
     struct window_sum sums[2];   /* this tick's */
     struct detect_result last;
     unsigned last_seconds;
+    bool flip_unrecorded; /* last tick saw the split flipped and the state not */
 };
 
 static void roll_back(struct guard *g, const char *who, const char *why)
@@ -58,13 +62,59 @@ static void flips_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* True when a worker's instant flip took the candidate out of the split
+ * while the state still gives it traffic. */
+static bool flip_unrecorded(const struct guard *g, const struct state *st)
+{
+    struct route_view v = route_split_get(service_split(g->svc));
+
+    return st->candidate_bp > 0 && v.candidate_bp == 0 && v.stable == st->stable;
+}
+
+/* A flip whose notice never arrived (the workers' notice pipe was full, or
+ * the notice was lost) would leave the state saying the candidate gets
+ * traffic while it gets none, and a rollout free to advance. Seen on two
+ * ticks in a row (not to race a notice still in the pipe), the rollback is
+ * recorded here. Returns true when it did. */
+static bool record_lost_flip(struct guard *g, const struct state *st)
+{
+    char why[STATE_WHY_MAX];
+
+    if (!flip_unrecorded(g, st)) {
+        g->flip_unrecorded = false;
+        return false;
+    }
+    if (!g->flip_unrecorded) {
+        g->flip_unrecorded = true;
+        return false;
+    }
+    g->flip_unrecorded = false;
+    snprintf(why, sizeof(why),
+             "a worker's instant flip took candidate %s out but its notice was lost: rollback "
+             "recorded by the guard",
+             conf_colour_name(st->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE));
+    log_warn("fast-flip: %s", why);
+    g->armed = false;
+    roll_back(g, "fast-flip", why);
+    return true;
+}
+
+static void pool_sum(struct guard *g, enum conf_colour c, int64_t now, unsigned seconds,
+                     struct window_sum *out)
+{
+    if (g->sum != NULL)
+        g->sum(g->sum_arg, c, now, seconds, out);
+    else
+        proxy_pool_sum(g->proxy, c, now, seconds, out);
+}
+
 static void pool_sums(struct guard *g, enum conf_colour candidate, enum conf_colour stable,
                       int64_t now, unsigned seconds, struct window_sum out[2])
 {
     window_sum_clear(&out[0]);
     window_sum_clear(&out[1]);
-    proxy_pool_sum(g->proxy, candidate, now, seconds, &out[0]);
-    proxy_pool_sum(g->proxy, stable, now, seconds, &out[1]);
+    pool_sum(g, candidate, now, seconds, &out[0]);
+    pool_sum(g, stable, now, seconds, &out[1]);
 }
 
 static void set_idle(struct guard *g, const char *why)
@@ -83,6 +133,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     enum conf_colour candidate = st->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE;
     int64_t now = window_now_s();
 
+    if (record_lost_flip(g, st))
+        return;
     if (!d->enabled) {
         set_idle(g, "detector off (no detector section)");
         return;
@@ -148,6 +200,14 @@ void guard_free(struct guard *g)
     if (g->tick != NULL)
         event_free(g->tick);
     free(g);
+}
+
+void guard_set_source(struct guard *g, pool_sum_fn fn, void *arg)
+{
+    if (g->sum != fn || g->sum_arg != arg)
+        guard_rearm(g); /* the armed second's counts came from the other source */
+    g->sum = fn;
+    g->sum_arg = arg;
 }
 
 void guard_rearm(struct guard *g)

@@ -12,6 +12,8 @@
 #include "control/guard.h"
 #include "control/preflight.h"
 #include "control/reload.h"
+#include "control/rollout_gates.h"
+#include "control/rollout_report.h"
 #include "control/rollout_window.h"
 #include "control/service.h"
 #include "health/window.h"
@@ -22,15 +24,6 @@
 #define WHO "rollout"
 #define PROBE_TIMEOUT_MS 5000
 #define RATE_WINDOW_S 60 /* max_rps is judged over the last minute */
-
-enum gate_id { GATE_TIME, GATE_WINDOW, GATE_TRAFFIC, GATE_DETECTOR, GATES };
-
-static const char *const gate_names[GATES] = {"time", "window", "traffic", "detector"};
-
-struct gate {
-    bool ok;
-    char why[192];
-};
 
 /* One step as the report tells it. */
 struct step_record {
@@ -47,20 +40,27 @@ struct rollout {
     const struct proxy *proxy;
     struct guard *guard;
     struct event *tick;
-    rollout_clock clock;
-    void *clock_arg;
+    struct rollout_clock clock;
+    rollout_leads_fn leads; /* NULL: this instance alone drives rollouts */
+    void *leads_arg;
+    pool_sum_fn rate_sum; /* NULL: the proxy's own windows */
+    void *rate_sum_arg;
+    int64_t born_s;         /* window_now_s() when made: the traffic windows' first second */
+    struct window_sum *sum; /* the traffic gate's, kept: it holds a histogram */
 
     bool active;
-    struct rollout_plan plan;
-    enum conf_colour stable; /* at the start: a promotion swaps the state's */
+    uint32_t step_seen; /* the state's step when this controller last looked */
+    struct state_plan legacy_plan; /* the config's, for a state saved without a plan */
+    enum conf_colour stable;       /* at the start: a promotion swaps the state's */
     int64_t started_ms;
-    int64_t step_started_ms;
+    int64_t step_started_ms;      /* wall clock: for status and the report */
+    int64_t step_started_mono_ms; /* monotonic: for the time gate */
     struct step_record steps[ROLLOUT_STEPS_MAX];
     size_t nrecorded; /* steps begun */
     struct preflight *preflight;
     struct snapshot *preflight_snap; /* the config its probes and servers live in */
     bool preflight_started;
-    struct gate gates[GATES];
+    struct rollout_gate gates[ROLLOUT_GATES];
 
     unsigned zones_for; /* the reload count whose windows' zones are loaded, + 1 */
     struct rollout_tz **zones;
@@ -72,24 +72,58 @@ struct rollout {
 };
 
 static void preflight_stop(struct rollout *r);
+static void resume_under_way(struct rollout *r, const struct state *st);
 
-static int64_t realtime_ms(void *arg)
+static int64_t clock_read_ms(clockid_t id)
 {
     struct timespec ts;
 
-    (void)arg;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t realtime_ms(void *arg)
+{
+    (void)arg;
+    return clock_read_ms(CLOCK_REALTIME);
+}
+
+static int64_t monotonic_ms(void *arg)
+{
+    (void)arg;
+    return clock_read_ms(CLOCK_MONOTONIC);
+}
+
+/* Wall clock: windows, and the times status and the report show. */
 static int64_t now_ms(const struct rollout *r)
 {
-    return r->clock(r->clock_arg);
+    return r->clock.wall_ms(r->clock.arg);
+}
+
+/* Monotonic clock: the time at a step, which must not jump with the wall
+ * clock (an NTP step, a date set by hand). */
+static int64_t mono_ms(const struct rollout *r)
+{
+    return r->clock.mono_ms(r->clock.arg);
+}
+
+static bool leads(const struct rollout *r)
+{
+    return r->leads == NULL || r->leads(r->leads_arg);
 }
 
 static const struct config *running(const struct rollout *r)
 {
     return reloader_current(r->rl)->cfg;
+}
+
+/* The plan of the rollout under way: the state's (it survives a restart),
+ * or the config's when the state was saved by a version without plans. */
+static const struct state_plan *plan_of(const struct rollout *r)
+{
+    const struct state_plan *p = &service_state(r->svc)->plan;
+
+    return p->nsteps > 0 ? p : &r->legacy_plan;
 }
 
 static enum conf_colour candidate_of(const struct state *st)
@@ -118,6 +152,8 @@ static void begin_step(struct rollout *r, uint32_t weight_bp)
     struct step_record *s;
 
     r->step_started_ms = now_ms(r);
+    r->step_started_mono_ms = mono_ms(r);
+    r->step_seen = service_state(r->svc)->step;
     /* The detector's verdict must rest on this step's traffic. */
     guard_rearm(r->guard);
     if (r->nrecorded >= ROLLOUT_STEPS_MAX)
@@ -147,20 +183,6 @@ static void note_numbers(struct rollout *r)
     s->verdict = d->verdict;
 }
 
-static void gates_text(const struct rollout *r, char *buf, size_t len)
-{
-    size_t used = 0;
-
-    buf[0] = '\0';
-    for (int g = 0; g < GATES && used < len; g++) {
-        int n = snprintf(buf + used, len - used, "%s%s %s", g ? "; " : "", gate_names[g],
-                         r->gates[g].ok ? "ok" : "waiting");
-        if (n < 0)
-            break;
-        used += (size_t)n;
-    }
-}
-
 static void end_step(struct rollout *r)
 {
     struct step_record *s = current_step(r);
@@ -169,7 +191,7 @@ static void end_step(struct rollout *r)
         return;
     note_numbers(r);
     s->ended_ms = now_ms(r);
-    gates_text(r, s->gates, sizeof(s->gates));
+    rollout_gates_text(r->gates, s->gates, sizeof(s->gates));
 }
 
 static json_t *time_json(int64_t ms)
@@ -197,8 +219,20 @@ static json_t *step_json(const struct step_record *s, size_t i)
                      "verdict", verdict_name(s->verdict));
 }
 
+/* Writes the report to rollout.report_dir when set. A failure is only
+ * logged: the rollout has ended either way. */
+static void save_report(const struct rollout *r)
+{
+    const char *dir = running(r)->rollout.report_dir;
+    char err[512];
+
+    if (dir != NULL && r->report != NULL &&
+        rollout_report_save(dir, r->report, err, sizeof(err)) < 0)
+        log_error("rollout: report not saved: %s", err);
+}
+
 /* The rollout ended (promoted, rolled back, or stopped by hand): the report
- * is kept for `rollout report` and logged. */
+ * is kept for `rollout report`, saved and logged. */
 static void finish(struct rollout *r, const struct state *st)
 {
     json_t *steps = json_array();
@@ -218,6 +252,8 @@ static void finish(struct rollout *r, const struct state *st)
         log_error("rollout: out of memory: no report for this rollout");
     json_decref(r->report);
     r->report = report;
+    if (leads(r)) /* one report per fleet: the leader's */
+        save_report(r);
     log_format_time(end, when, sizeof(when));
     snprintf(r->last, sizeof(r->last), "%s at %s: %s", state_phase_name(st->phase), when,
              st->reason);
@@ -229,19 +265,6 @@ static void finish(struct rollout *r, const struct state *st)
 
 /* ------------------------------------------------------------------------ */
 /* Gates */
-
-static void gate_set(struct gate *g, bool ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void gate_set(struct gate *g, bool ok, const char *fmt, ...)
-{
-    va_list ap;
-
-    g->ok = ok;
-    va_start(ap, fmt);
-    vsnprintf(g->why, sizeof(g->why), fmt, ap);
-    va_end(ap);
-}
 
 /* The zones of the running config's windows, loaded once per config. */
 static void zones_fit(struct rollout *r, const struct config *cfg)
@@ -270,64 +293,66 @@ static void zones_fit(struct rollout *r, const struct config *cfg)
         log_error("rollout: %s: the window gate stays closed", r->zones_error);
 }
 
-static void gate_window(struct rollout *r, const struct config *cfg, int64_t now)
+/* Whether a window is open at wall time now (ms), with why. */
+static bool window_open(struct rollout *r, const struct config *cfg, int64_t now, char *why,
+                        size_t why_len)
 {
     struct rollout_window_info info;
     bool open;
-    char text[160];
 
     zones_fit(r, cfg);
     if (r->zones_error[0] != '\0') {
-        gate_set(&r->gates[GATE_WINDOW], false, "time zones: %s", r->zones_error);
-        return;
+        snprintf(why, why_len, "time zones: %.160s", r->zones_error);
+        return false;
     }
     open = rollout_window_open(cfg->rollout.windows, cfg->rollout.nwindows, r->zones, now / 1000,
                                &info);
-    rollout_window_describe(cfg->rollout.windows, cfg->rollout.nwindows, &info, now / 1000, text,
-                            sizeof(text));
-    gate_set(&r->gates[GATE_WINDOW], open, "%s", text);
+    rollout_window_describe(cfg->rollout.windows, cfg->rollout.nwindows, &info, now / 1000, why,
+                            why_len);
+    return open;
 }
 
-/* The measured request rate of both pools over the last minute. */
-static void gate_traffic(struct rollout *r, const struct config *cfg)
+/* The measured request rate of both pools over the last minute, or over
+ * the seconds this process has been counting when it is younger: divided
+ * by 60, a fresh process would always look quiet. 0 when there is no
+ * max_rps to judge it against. */
+static double measured_rps(struct rollout *r, const struct config *cfg)
 {
-    struct window_sum *sum;
-    double rps;
+    int64_t now = window_now_s();
+    unsigned seconds = rollout_gates_rate_seconds(now, r->born_s, RATE_WINDOW_S);
 
-    if (cfg->rollout.max_rps <= 0) {
-        gate_set(&r->gates[GATE_TRAFFIC], true, "no max_rps");
-        return;
+    if (cfg->rollout.max_rps <= 0)
+        return 0;
+    window_sum_clear(r->sum);
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        if (r->rate_sum != NULL)
+            r->rate_sum(r->rate_sum_arg, (enum conf_colour)c, now, seconds, r->sum);
+        else
+            proxy_pool_sum(r->proxy, (enum conf_colour)c, now, seconds, r->sum);
     }
-    sum = calloc(1, sizeof(*sum)); /* holds a histogram: not for the stack */
-    if (sum == NULL) {
-        gate_set(&r->gates[GATE_TRAFFIC], false, "out of memory");
-        return;
-    }
-    for (int c = 0; c < CONF_COLOURS; c++)
-        proxy_pool_sum(r->proxy, (enum conf_colour)c, window_now_s(), RATE_WINDOW_S, sum);
-    rps = (double)sum->requests / RATE_WINDOW_S;
-    free(sum);
-    gate_set(&r->gates[GATE_TRAFFIC], rps < cfg->rollout.max_rps, "traffic %.0f rps %s max %.0f",
-             rps, rps < cfg->rollout.max_rps ? "under" : "over", cfg->rollout.max_rps);
+    return (double)r->sum->requests / seconds;
 }
 
-/* Fills r->gates for the step under way; returns true when all hold. */
-static bool gates_eval(struct rollout *r, int64_t now)
+/* Fills r->gates for the step under way and says what to do. */
+static struct rollout_decision gates_eval(struct rollout *r, const struct state *st)
 {
     const struct config *cfg = running(r);
     const struct detect_result *d = guard_last(r->guard, NULL);
-    int64_t at_step_s = (now - r->step_started_ms) / 1000;
-    bool all = true;
+    char window_why[ROLLOUT_GATE_WHY_MAX];
+    struct rollout_gate_inputs in = {
+        .now_mono_ms = mono_ms(r),
+        .step_started_mono_ms = r->step_started_mono_ms,
+        .window_why = window_why,
+        .max_rps = cfg->rollout.max_rps,
+        .verdict = d->verdict,
+        .verdict_reason = d->reason,
+        .candidate_requests = d->candidate.requests,
+        .min_requests = cfg->detector.min_requests,
+    };
 
-    gate_set(&r->gates[GATE_TIME], at_step_s >= r->plan.step_s, "at step for %lld s of %u",
-             (long long)at_step_s, r->plan.step_s);
-    gate_window(r, cfg, now);
-    gate_traffic(r, cfg);
-    gate_set(&r->gates[GATE_DETECTOR], d->verdict == VERDICT_OK, "%s: %s", verdict_name(d->verdict),
-             d->reason);
-    for (int g = 0; g < GATES; g++)
-        all &= r->gates[g].ok;
-    return all;
+    in.window_open = window_open(r, cfg, now_ms(r), window_why, sizeof(window_why));
+    in.rps = measured_rps(r, cfg);
+    return rollout_gates_decide(&in, plan_of(r), st->step, r->gates);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -346,6 +371,7 @@ static void preflight_done(bool passed, const char *why, void *arg)
 {
     struct rollout *r = arg;
     char reason[STATE_WHY_MAX];
+    uint32_t first_bp = plan_of(r)->steps_bp[0];
 
     preflight_stop(r);
     if (service_state(r->svc)->phase != STATE_PREFLIGHT) {
@@ -359,8 +385,8 @@ static void preflight_done(bool passed, const char *why, void *arg)
         (void)apply(r, STATE_OP_ROLLBACK, 0, 0, reason);
         return;
     }
-    if (apply(r, STATE_OP_PREFLIGHT_OK, r->plan.steps_bp[0], 1, reason) == 0)
-        begin_step(r, r->plan.steps_bp[0]);
+    if (apply(r, STATE_OP_PREFLIGHT_OK, first_bp, 1, reason) == 0)
+        begin_step(r, first_bp);
 }
 
 static void run_preflight(struct rollout *r, const struct state *st)
@@ -379,26 +405,26 @@ static void run_preflight(struct rollout *r, const struct state *st)
 }
 
 /* Every gate held at the step under way: on to the next, or promote. */
-static void step_done(struct rollout *r, const struct state *st)
+static void step_done(struct rollout *r, const struct state *st, struct rollout_decision d)
 {
+    const char *detector = r->gates[ROLLOUT_GATE_DETECTOR].why;
     char why[STATE_WHY_MAX];
-    size_t i = st->step; /* the next step's index in the plan */
 
     /* A worker's instant flip already took the candidate out (its rollback
      * is on its way to the state): never advance or promote over it. */
     if (route_split_get(service_split(r->svc)).candidate_bp != st->candidate_bp)
         return;
     end_step(r);
-    if (i >= r->plan.nsteps) {
+    if (d.action == ROLLOUT_PROMOTE) {
         snprintf(why, sizeof(why), "step %u at %.2f%% held every gate (%s)", st->step,
-                 st->candidate_bp / 100.0, r->gates[GATE_DETECTOR].why);
+                 st->candidate_bp / 100.0, detector);
         (void)apply(r, STATE_OP_PROMOTE, 0, 0, why);
         return;
     }
     snprintf(why, sizeof(why), "step %u held every gate for %lld s (%s)", st->step,
-             (long long)((now_ms(r) - r->step_started_ms) / 1000), r->gates[GATE_DETECTOR].why);
-    if (apply(r, STATE_OP_ADVANCE, r->plan.steps_bp[i], st->step + 1, why) == 0)
-        begin_step(r, r->plan.steps_bp[i]);
+             (long long)((mono_ms(r) - r->step_started_mono_ms) / 1000), detector);
+    if (apply(r, STATE_OP_ADVANCE, d.weight_bp, d.next_step, why) == 0)
+        begin_step(r, d.weight_bp);
 }
 
 /* Ends the rollout now if the state already left it (a rollback lands
@@ -412,12 +438,63 @@ static void settle(struct rollout *r)
         finish(r, st);
 }
 
+/* The section of the running config a moving rollout lacks, or NULL. */
+static const char *missing_section(const struct rollout *r)
+{
+    const struct config *cfg = running(r);
+
+    if (!cfg->rollout.enabled)
+        return "rollout";
+    if (!cfg->detector.enabled)
+        return "detector";
+    return NULL;
+}
+
+/* A rollout the running config cannot drive (restarted or reloaded without
+ * its rollout or detector section) is paused rather than left moving with
+ * nobody to advance it or judge it. Returns true when it paused it. */
+static bool pause_if_unconfigured(struct rollout *r)
+{
+    const char *missing = missing_section(r);
+    char why[STATE_WHY_MAX];
+
+    if (missing == NULL)
+        return false;
+    snprintf(why, sizeof(why),
+             "the config has no %s section: the rollout cannot go on without it; paused", missing);
+    log_warn("rollout: %s", why);
+    (void)apply(r, STATE_OP_PAUSE, 0, 0, why);
+    preflight_stop(r);
+    r->preflight_started = false;
+    return true;
+}
+
+static bool under_way(enum state_phase p)
+{
+    return p == STATE_PREFLIGHT || p == STATE_PROGRESSING || p == STATE_PAUSED;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct rollout *r = arg;
     const struct state *st = service_state(r->svc);
+    struct rollout_decision d;
 
-    if (!r->active)
+    if (!r->active) {
+        if (!under_way(st->phase))
+            return;
+        resume_under_way(r, st); /* another instance's, taken from the fleet */
+    }
+    if (under_way(st->phase) && st->step != r->step_seen && st->step >= 1)
+        begin_step(r, st->candidate_bp); /* another instance advanced it */
+    if (under_way(st->phase) && !leads(r)) {
+        /* A follower: the leader drives; probes of ours stop. */
+        preflight_stop(r);
+        r->preflight_started = false;
+        return;
+    }
+    if ((st->phase == STATE_PREFLIGHT || st->phase == STATE_PROGRESSING) &&
+        pause_if_unconfigured(r))
         return;
     switch (st->phase) {
     case STATE_PREFLIGHT:
@@ -426,12 +503,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case STATE_PROGRESSING:
         note_numbers(r);
-        if (gates_eval(r, now_ms(r)))
-            step_done(r, st);
+        d = gates_eval(r, st);
+        if (d.action != ROLLOUT_HOLD)
+            step_done(r, st, d);
         return;
     case STATE_PAUSED:
-        if (st->step >= 1) {                /* paused at a step */
-            (void)gates_eval(r, now_ms(r)); /* for status only */
+        if (st->step >= 1) {         /* paused at a step */
+            (void)gates_eval(r, st); /* for status only */
             return;
         }
         /* Paused in preflight: the probes run again on resume. */
@@ -449,6 +527,51 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------------ */
 /* Interface */
 
+/* After a restart, the last report saved in rollout.report_dir is the one
+ * `rollout report` shows and `rollout status` names. */
+static void load_report(struct rollout *r)
+{
+    const char *dir = running(r)->rollout.report_dir;
+    const char *ended, *reason;
+    char err[512];
+
+    if (dir == NULL)
+        return;
+    r->report = rollout_report_load_last(dir, err, sizeof(err));
+    if (r->report == NULL) {
+        if (err[0] != '\0')
+            log_warn("rollout: the last report is not shown: %s", err);
+        return;
+    }
+    ended = json_string_value(json_object_get(r->report, "ended_at"));
+    reason = json_string_value(json_object_get(r->report, "reason"));
+    snprintf(r->last, sizeof(r->last), "%s at %s: %s",
+             json_string_value(json_object_get(r->report, "outcome")), ended ? ended : "-",
+             reason ? reason : "-");
+}
+
+/* A rollout under way when the process stopped goes on by the state's plan:
+ * its step starts again. */
+static void resume_under_way(struct rollout *r, const struct state *st)
+{
+    const struct conf_rollout *c = &running(r)->rollout;
+
+    if (st->plan.nsteps == 0 && c->enabled) {
+        /* Saved by a version that kept no plan: the config's is the best guess. */
+        r->legacy_plan.nsteps =
+            (uint32_t)(c->nsteps < ROLLOUT_STEPS_MAX ? c->nsteps : ROLLOUT_STEPS_MAX);
+        memcpy(r->legacy_plan.steps_bp, c->steps_bp, r->legacy_plan.nsteps * sizeof(*c->steps_bp));
+        r->legacy_plan.step_s = c->step_s;
+    }
+    r->active = true;
+    r->started_ms = now_ms(r);
+    r->stable = st->stable;
+    if (st->step >= 1)
+        begin_step(r, st->candidate_bp);
+    log_info("rollout: resuming the rollout under way (phase %s, step %u, %u steps of %u s)",
+             state_phase_name(st->phase), st->step, plan_of(r)->nsteps, plan_of(r)->step_s);
+}
+
 struct rollout *rollout_new(struct event_base *base, struct service *svc, struct reloader *rl,
                             const struct proxy *proxy, struct guard *guard)
 {
@@ -462,29 +585,18 @@ struct rollout *rollout_new(struct event_base *base, struct service *svc, struct
     r->rl = rl;
     r->proxy = proxy;
     r->guard = guard;
-    r->clock = realtime_ms;
+    rollout_set_clock(r, NULL);
+    r->born_s = window_now_s();
     snprintf(r->last, sizeof(r->last), "none since switchyard started");
+    load_report(r);
+    r->sum = calloc(1, sizeof(*r->sum));
     r->tick = event_new(base, -1, EV_PERSIST, tick_cb, r);
-    if (r->tick == NULL || event_add(r->tick, &tick) < 0) {
+    if (r->sum == NULL || r->tick == NULL || event_add(r->tick, &tick) < 0) {
         rollout_free(r);
         return NULL;
     }
-    /* A rollout under way when the process stopped goes on, by the
-     * config's plan: its step starts again. */
-    if (st->phase == STATE_PREFLIGHT || st->phase == STATE_PROGRESSING ||
-        st->phase == STATE_PAUSED) {
-        const struct conf_rollout *c = &running(r)->rollout;
-        r->plan.nsteps = c->nsteps < ROLLOUT_STEPS_MAX ? c->nsteps : ROLLOUT_STEPS_MAX;
-        memcpy(r->plan.steps_bp, c->steps_bp, r->plan.nsteps * sizeof(*c->steps_bp));
-        r->plan.step_s = c->step_s;
-        r->active = c->enabled && r->plan.nsteps > 0;
-        r->started_ms = now_ms(r);
-        r->stable = st->stable;
-        if (r->active && st->step >= 1)
-            begin_step(r, st->candidate_bp);
-        log_info("rollout: resuming the rollout under way (phase %s, step %u)",
-                 state_phase_name(st->phase), st->step);
-    }
+    if (under_way(st->phase))
+        resume_under_way(r, st);
     return r;
 }
 
@@ -498,13 +610,29 @@ void rollout_free(struct rollout *r)
     rollout_window_zones_clear(r->zones, r->nzones);
     free(r->zones);
     json_decref(r->report);
+    free(r->sum);
     free(r);
 }
 
-void rollout_set_clock(struct rollout *r, rollout_clock clock, void *arg)
+void rollout_set_source(struct rollout *r, pool_sum_fn fn, void *arg)
 {
-    r->clock = clock != NULL ? clock : realtime_ms;
-    r->clock_arg = arg;
+    r->rate_sum = fn;
+    r->rate_sum_arg = arg;
+}
+
+void rollout_set_leader(struct rollout *r, rollout_leads_fn fn, void *arg)
+{
+    r->leads = fn;
+    r->leads_arg = arg;
+}
+
+void rollout_set_clock(struct rollout *r, const struct rollout_clock *clock)
+{
+    r->clock = clock != NULL ? *clock : (struct rollout_clock){0};
+    if (r->clock.wall_ms == NULL)
+        r->clock.wall_ms = realtime_ms;
+    if (r->clock.mono_ms == NULL)
+        r->clock.mono_ms = monotonic_ms;
 }
 
 static int refuse(struct state_error *err, const char *code, const char *msg)
@@ -515,38 +643,30 @@ static int refuse(struct state_error *err, const char *code, const char *msg)
 }
 
 /* The plan of this rollout: the request's, with the config's for what it
- * leaves out. */
-static int plan_make(const struct conf_rollout *c, const struct rollout_plan *asked,
-                     struct rollout_plan *out, struct state_error *err)
+ * leaves out. The state machine checks it. */
+static void plan_make(const struct conf_rollout *c, const struct state_plan *asked,
+                      struct state_plan *out)
 {
     memset(out, 0, sizeof(*out));
     if (asked != NULL && asked->nsteps > 0) {
-        if (asked->nsteps > ROLLOUT_STEPS_MAX)
-            return refuse(err, "bad_argument", "cannot start a rollout: too many steps");
-        for (size_t i = 0; i < asked->nsteps; i++) {
-            if (asked->steps_bp[i] == 0 || (i > 0 && asked->steps_bp[i] <= asked->steps_bp[i - 1]))
-                return refuse(err, "bad_argument",
-                              "cannot start a rollout: steps must be above 0 and increasing");
-        }
-        if (asked->steps_bp[asked->nsteps - 1] != CONF_WEIGHT_BP_MAX)
-            return refuse(err, "bad_argument", "cannot start a rollout: the last step must be 100");
-        memcpy(out->steps_bp, asked->steps_bp, asked->nsteps * sizeof(*out->steps_bp));
-        out->nsteps = asked->nsteps;
+        *out = *asked;
     } else {
-        out->nsteps = c->nsteps < ROLLOUT_STEPS_MAX ? c->nsteps : ROLLOUT_STEPS_MAX;
+        out->nsteps = (uint32_t)(c->nsteps < ROLLOUT_STEPS_MAX ? c->nsteps : ROLLOUT_STEPS_MAX);
         memcpy(out->steps_bp, c->steps_bp, out->nsteps * sizeof(*out->steps_bp));
     }
     out->step_s = asked != NULL && asked->step_s > 0 ? asked->step_s : c->step_s;
-    return 0;
 }
 
-int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char *who,
+int rollout_start(struct rollout *r, const struct state_plan *plan, const char *who,
                   const char *why, uint64_t expect_generation, struct state_error *err)
 {
     const struct conf_rollout *c = &running(r)->rollout;
-    struct rollout_plan p;
-    struct state_change ch = {
-        .op = STATE_OP_START, .who = who, .why = why, .expect_generation = expect_generation};
+    struct state_plan p;
+    struct state_change ch = {.op = STATE_OP_START,
+                              .who = who,
+                              .why = why,
+                              .expect_generation = expect_generation,
+                              .plan = &p};
 
     settle(r); /* a rollback that landed since the last tick ends the old one first */
     if (!c->enabled)
@@ -556,11 +676,10 @@ int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char
         return refuse(err, "bad_argument",
                       "cannot start a rollout: the config has no detector section (its verdict "
                       "gates every step)");
-    if (plan_make(c, plan, &p, err) < 0)
-        return -1;
+    plan_make(c, plan, &p);
     if (service_apply(r->svc, &ch, err) < 0)
         return -1;
-    r->plan = p;
+    memset(&r->legacy_plan, 0, sizeof(r->legacy_plan));
     r->active = true;
     r->stable = service_state(r->svc)->stable;
     r->started_ms = now_ms(r);
@@ -571,7 +690,7 @@ int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char
     return 0;
 }
 
-static json_t *plan_json(const struct rollout_plan *p)
+static json_t *plan_json(const struct state_plan *p)
 {
     json_t *steps = json_array();
 
@@ -591,25 +710,28 @@ json_t *rollout_status_json(struct rollout *r)
         return json_pack("{s:b, s:s}", "active", 0, "last", r->last);
     if (st->phase == STATE_PREFLIGHT || st->step == 0) /* probing, or paused while probing */
         return json_pack("{s:b, s:s, s:o, s:I, s:f, s:I, s:[], s:s}", "active", 1, "phase",
-                         state_phase_name(st->phase), "steps", plan_json(&r->plan), "step",
-                         (json_int_t)0, "weight", 0.0, "step_s", (json_int_t)r->plan.step_s,
+                         state_phase_name(st->phase), "steps", plan_json(plan_of(r)), "step",
+                         (json_int_t)0, "weight", 0.0, "step_s", (json_int_t)plan_of(r)->step_s,
                          "gates", "waiting_for", "the preflight probes");
-    (void)gates_eval(r, now_ms(r));
+    (void)gates_eval(r, st);
     gates = json_array();
-    for (int g = 0; gates != NULL && g < GATES; g++) {
-        json_array_append_new(gates, json_pack("{s:s, s:b, s:s}", "name", gate_names[g], "ok",
+    for (int g = 0; gates != NULL && g < ROLLOUT_GATES; g++) {
+        const char *name = rollout_gate_name((enum rollout_gate_id)g);
+        json_array_append_new(gates, json_pack("{s:s, s:b, s:s}", "name", name, "ok",
                                                r->gates[g].ok, "why", r->gates[g].why));
         if (!r->gates[g].ok) {
             size_t used = strlen(waiting);
-            snprintf(waiting + used, sizeof(waiting) - used, "%s%s", used ? ", " : "",
-                     gate_names[g]);
+            snprintf(waiting + used, sizeof(waiting) - used, "%s%s", used ? ", " : "", name);
         }
     }
     out = json_pack("{s:b, s:s, s:o, s:I, s:f, s:o, s:I, s:o, s:s}", "active", 1, "phase",
-                    state_phase_name(st->phase), "steps", plan_json(&r->plan), "step",
+                    state_phase_name(st->phase), "steps", plan_json(plan_of(r)), "step",
                     (json_int_t)st->step, "weight", st->candidate_bp / 100.0, "step_started_at",
-                    time_json(r->step_started_ms), "step_s", (json_int_t)r->plan.step_s, "gates",
-                    gates, "waiting_for", waiting[0] ? waiting : "nothing: advancing");
+                    time_json(r->step_started_ms), "step_s", (json_int_t)plan_of(r)->step_s,
+                    "gates", gates, "waiting_for",
+                    !leads(r)     ? "the fleet's leader (another instance) to advance it"
+                    : waiting[0] ? waiting
+                                 : "nothing: advancing");
     return out;
 }
 

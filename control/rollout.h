@@ -17,15 +17,17 @@
 #ifndef SY_CONTROL_ROLLOUT_H
 #define SY_CONTROL_ROLLOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "control/pool_sum.h"
 #include "control/state.h"
 
-#define ROLLOUT_STEPS_MAX 20
+#define ROLLOUT_STEPS_MAX STATE_PLAN_STEPS_MAX
 #define ROLLOUT_TICK_MS 100
 
 struct guard;
@@ -34,16 +36,15 @@ struct reloader;
 struct rollout;
 struct service;
 
-/* One rollout's plan: the weights of its steps (increasing, the last
- * 10000) and the least time at each. */
-struct rollout_plan {
-    uint32_t steps_bp[ROLLOUT_STEPS_MAX];
-    size_t nsteps;
-    uint32_t step_s;
+/* The controller's clocks, each in ms and given arg: wall_ms since the
+ * epoch (windows, and the times status and the report show), mono_ms on a
+ * clock that never jumps (the time at a step). NULL = the real one
+ * (CLOCK_REALTIME, CLOCK_MONOTONIC). */
+struct rollout_clock {
+    int64_t (*wall_ms)(void *arg);
+    int64_t (*mono_ms)(void *arg);
+    void *arg;
 };
-
-/* Wall clock in ms since the epoch (the default reads CLOCK_REALTIME). */
-typedef int64_t (*rollout_clock)(void *arg);
 
 /* Starts the controller's tick on base. Everything is borrowed and must
  * outlive it. Returns NULL when out of memory. */
@@ -51,13 +52,26 @@ struct rollout *rollout_new(struct event_base *base, struct service *svc, struct
                             const struct proxy *proxy, struct guard *guard);
 void rollout_free(struct rollout *r); /* NULL is fine */
 
-void rollout_set_clock(struct rollout *r, rollout_clock clock, void *arg);
+/* Replaces the clocks (clock is copied; NULL = the real ones). */
+void rollout_set_clock(struct rollout *r, const struct rollout_clock *clock);
+
+/* In a fleet, only the instance that leads advances a rollout (the others
+ * follow the shared state, keep their step clocks and the report in step,
+ * and take over when they lead). leads(arg) answers; NULL: always leads. */
+typedef bool (*rollout_leads_fn)(void *arg);
+void rollout_set_leader(struct rollout *r, rollout_leads_fn leads, void *arg);
+
+/* Where the max_rps gate reads both pools' recent requests: fn(arg), or
+ * the proxy's own windows when fn is NULL (the default). In a fleet: the
+ * fleet's sums (redis_fleet_pool_sum), since max_rps caps the fleet's
+ * traffic, not one instance's share of it. */
+void rollout_set_source(struct rollout *r, pool_sum_fn fn, void *arg);
 
 /* Starts a rollout by who for why, with plan (NULL: rollout.steps and
  * step_s of the running config; zeros in it: the config's too). Returns 0,
  * or -1 with *err filled (no rollout section, a bad plan, a refused
  * transition) and nothing changed. */
-int rollout_start(struct rollout *r, const struct rollout_plan *plan, const char *who,
+int rollout_start(struct rollout *r, const struct state_plan *plan, const char *who,
                   const char *why, uint64_t expect_generation, struct state_error *err);
 
 /* {"active":bool,...}: the plan, the step, each gate with why, what it

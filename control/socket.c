@@ -299,7 +299,7 @@ _Static_assert(PROTOCOL_STEPS_MAX == ROLLOUT_STEPS_MAX, "a plan on the wire fits
 
 static json_t *cmd_rollout_start(struct client *c, const struct protocol_request *req)
 {
-    struct rollout_plan plan = {.nsteps = req->nsteps, .step_s = req->step_s};
+    struct state_plan plan = {.nsteps = (uint32_t)req->nsteps, .step_s = req->step_s};
     struct state_error err = {0};
     json_t *reply;
 

@@ -144,6 +144,35 @@ void state_text_copy(char *dst, size_t size, const char *src)
     dst[o] = '\0';
 }
 
+bool state_plan_valid(const struct state_plan *p, char *why, size_t why_len)
+{
+    if (p->nsteps == 0 || p->nsteps > STATE_PLAN_STEPS_MAX) {
+        snprintf(why, why_len, "a plan has 1..%d steps, not %" PRIu32, STATE_PLAN_STEPS_MAX,
+                 p->nsteps);
+        return false;
+    }
+    for (uint32_t i = 0; i < p->nsteps; i++) {
+        if (p->steps_bp[i] == 0 || (i > 0 && p->steps_bp[i] <= p->steps_bp[i - 1])) {
+            snprintf(why, why_len,
+                     "step %" PRIu32 " (%" PRIu32 " bp): steps must be above 0 and "
+                     "increasing",
+                     i + 1, p->steps_bp[i]);
+            return false;
+        }
+    }
+    if (p->steps_bp[p->nsteps - 1] != CONF_WEIGHT_BP_MAX) {
+        snprintf(why, why_len, "the last step must be %u bp (100 %%), not %" PRIu32,
+                 CONF_WEIGHT_BP_MAX, p->steps_bp[p->nsteps - 1]);
+        return false;
+    }
+    if (p->step_s == 0 || p->step_s > STATE_PLAN_STEP_S_MAX) {
+        snprintf(why, why_len, "step_s must be 1..%d s, not %" PRIu32, STATE_PLAN_STEP_S_MAX,
+                 p->step_s);
+        return false;
+    }
+    return true;
+}
+
 static int64_t wall_clock_ms(void)
 {
     struct timespec ts;
@@ -243,6 +272,7 @@ static int check_arguments(const struct state *cur, const struct state_change *c
                            struct state_error *err)
 {
     const char *verb = op_verbs[c->op];
+    char why[160];
     bool weighted =
         c->op == STATE_OP_WEIGHT || c->op == STATE_OP_PREFLIGHT_OK || c->op == STATE_OP_ADVANCE;
 
@@ -258,6 +288,10 @@ static int check_arguments(const struct state *cur, const struct state_change *c
                       "cannot advance: the new weight (%" PRIu32 " bp) must be higher than "
                       "the current one (%" PRIu32 " bp)",
                       c->weight_bp, cur->candidate_bp);
+    if (c->op == STATE_OP_START && c->plan == NULL)
+        return refuse(err, "bad_argument", "cannot start a rollout: no plan");
+    if (c->op == STATE_OP_START && !state_plan_valid(c->plan, why, sizeof(why)))
+        return refuse(err, "bad_argument", "cannot start a rollout: %s", why);
     if (c->op == STATE_OP_PROMOTE && cur->candidate_bp == 0)
         return refuse(err, "illegal_transition",
                       "cannot promote: the candidate gets no traffic (weight 0, phase %s)",
@@ -295,6 +329,7 @@ static void transition(const struct state *cur, const struct state_change *c, st
         next->phase = STATE_PREFLIGHT;
         next->candidate_bp = 0;
         next->step = 0;
+        next->plan = *c->plan;
         break;
     case STATE_OP_PREFLIGHT_OK:
         next->phase = STATE_PROGRESSING;
@@ -409,13 +444,30 @@ int state_apply(struct state_machine *sm, const struct state_change *c, struct s
     return 0;
 }
 
+/* {"steps_bp":[...],"step_s":N}, or null when there is no plan. */
+static json_t *plan_to_json(const struct state_plan *p)
+{
+    json_t *steps;
+
+    if (p->nsteps == 0)
+        return json_null();
+    steps = json_array();
+    for (uint32_t i = 0; steps != NULL && i < p->nsteps && i < STATE_PLAN_STEPS_MAX; i++) {
+        if (json_array_append_new(steps, json_integer(p->steps_bp[i])) < 0) {
+            json_decref(steps);
+            return NULL;
+        }
+    }
+    return json_pack("{s:o, s:I}", "steps_bp", steps, "step_s", (json_int_t)p->step_s);
+}
+
 json_t *state_to_json(const struct state *s)
 {
-    return json_pack("{s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:I}", "stable",
+    return json_pack("{s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:I, s:o}", "stable",
                      conf_colour_name(s->stable), "candidate_bp", (json_int_t)s->candidate_bp,
                      "phase", state_phase_name(s->phase), "step", (json_int_t)s->step, "generation",
                      (json_int_t)s->generation, "updated_by", s->updated_by, "reason", s->reason,
-                     "updated_ms", (json_int_t)s->updated_ms);
+                     "updated_ms", (json_int_t)s->updated_ms, "plan", plan_to_json(&s->plan));
 }
 
 enum json_field_kind { FIELD_COLOUR, FIELD_PHASE, FIELD_UINT, FIELD_TEXT };
@@ -509,6 +561,40 @@ static void fields_store(const json_t *j, struct state *s)
     state_text_copy(s->reason, sizeof(s->reason), json_string_value(json_object_get(j, "reason")));
 }
 
+/* Reads "plan" (NULL when missing: written before plans were kept). */
+static int plan_from_json(const json_t *v, struct state_plan *p, char *err, size_t err_len)
+{
+    const json_t *steps = json_object_get(v, "steps_bp");
+    const json_t *step_s = json_object_get(v, "step_s");
+    char why[160];
+
+    memset(p, 0, sizeof(*p));
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_object(v) || json_object_size(v) != 2 || !json_is_array(steps) ||
+        !json_is_integer(step_s))
+        return bad_field(err, err_len,
+                         "plan: expected null or {\"steps_bp\": [integers], \"step_s\": integer}");
+    if (json_array_size(steps) == 0 || json_array_size(steps) > STATE_PLAN_STEPS_MAX)
+        return bad_field(err, err_len, "plan: steps_bp: expected 1..%d steps",
+                         STATE_PLAN_STEPS_MAX);
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        json_int_t bp = json_integer_value(json_array_get(steps, i));
+        if (!json_is_integer(json_array_get(steps, i)) || bp < 0 || bp > CONF_WEIGHT_BP_MAX)
+            return bad_field(err, err_len, "plan: steps_bp[%zu]: expected an integer 0..%u", i,
+                             CONF_WEIGHT_BP_MAX);
+        p->steps_bp[i] = (uint32_t)bp;
+    }
+    p->nsteps = (uint32_t)json_array_size(steps);
+    if (json_integer_value(step_s) < 0 || json_integer_value(step_s) > STATE_PLAN_STEP_S_MAX)
+        return bad_field(err, err_len, "plan: step_s: expected an integer 1..%d",
+                         STATE_PLAN_STEP_S_MAX);
+    p->step_s = (uint32_t)json_integer_value(step_s);
+    if (!state_plan_valid(p, why, sizeof(why)))
+        return bad_field(err, err_len, "plan: %s", why);
+    return 0;
+}
+
 int state_from_json(const json_t *j, struct state *out, char *err, size_t err_len)
 {
     struct state s;
@@ -534,11 +620,13 @@ int state_from_json(const json_t *j, struct state *out, char *err, size_t err_le
         size_t i = 0;
         while (i < JSON_FIELDS && strcmp(key, json_fields[i].key) != 0)
             i++;
-        if (i == JSON_FIELDS) {
+        if (i == JSON_FIELDS && strcmp(key, "plan") != 0) {
             snprintf(err, err_len, "%s: unknown key", key);
             return -1;
         }
     }
+    if (plan_from_json(json_object_get(j, "plan"), &s.plan, err, err_len) < 0)
+        return -1;
     fields_store(j, &s);
     *out = s;
     return 0;

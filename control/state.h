@@ -21,9 +21,11 @@
 
 #include "conf/config.h"
 
-#define STATE_WHO_MAX 64   /* bytes of updated_by, NUL included */
-#define STATE_WHY_MAX 256  /* bytes of reason, NUL included */
-#define STATE_NOTE_MAX 320 /* bytes of an event's note, NUL included */
+#define STATE_WHO_MAX 64            /* bytes of updated_by, NUL included */
+#define STATE_WHY_MAX 256           /* bytes of reason, NUL included */
+#define STATE_NOTE_MAX 320          /* bytes of an event's note, NUL included */
+#define STATE_PLAN_STEPS_MAX 20     /* steps of a rollout's plan */
+#define STATE_PLAN_STEP_S_MAX 86400 /* seconds at a step, as rollout.step_s allows */
 
 enum state_phase {
     STATE_IDLE = 0,    /* no rollout: the weight is whatever an operator set */
@@ -35,6 +37,14 @@ enum state_phase {
 };
 #define STATE_PHASES 6
 
+/* A rollout's plan: the weights of its steps (each above 0, increasing, the
+ * last CONF_WEIGHT_BP_MAX) and the least seconds at each. nsteps 0 = none. */
+struct state_plan {
+    uint32_t nsteps;
+    uint32_t steps_bp[STATE_PLAN_STEPS_MAX];
+    uint32_t step_s; /* 1..STATE_PLAN_STEP_S_MAX */
+};
+
 /* A plain value: copy it freely. */
 struct state {
     enum conf_colour stable;
@@ -45,6 +55,9 @@ struct state {
     char updated_by[STATE_WHO_MAX];
     char reason[STATE_WHY_MAX];
     int64_t updated_ms; /* wall clock, ms since the epoch */
+    /* The last rollout's plan: set by START, kept unchanged until the next
+     * START (status and the report still show it after the rollout). */
+    struct state_plan plan;
 };
 
 enum state_op {
@@ -62,11 +75,12 @@ enum state_op {
 
 struct state_change {
     enum state_op op;
-    uint32_t weight_bp;         /* WEIGHT, PREFLIGHT_OK, ADVANCE */
-    uint32_t step;              /* ADVANCE: the step being entered */
-    const char *who;            /* borrowed; NULL = "unknown" */
-    const char *why;            /* borrowed; NULL = "" */
-    uint64_t expect_generation; /* 0 = any */
+    uint32_t weight_bp;            /* WEIGHT, PREFLIGHT_OK, ADVANCE */
+    uint32_t step;                 /* ADVANCE: the step being entered */
+    const char *who;               /* borrowed; NULL = "unknown" */
+    const char *why;               /* borrowed; NULL = "" */
+    uint64_t expect_generation;    /* 0 = any */
+    const struct state_plan *plan; /* START: required, checked, copied; borrowed */
 };
 
 /* Why state_apply() refused. code is a static string: "conflict",
@@ -133,9 +147,16 @@ int state_apply(struct state_machine *sm, const struct state_change *c, struct s
 json_t *state_to_json(const struct state *s);
 
 /* Reads what state_to_json() wrote, strictly: every key present, no other key,
- * types and ranges checked. Returns 0, or -1 with err naming the key. */
+ * types and ranges checked. "plan" alone may be missing (files written before
+ * it existed): no plan then; when present it must be null or a valid plan.
+ * Returns 0, or -1 with err naming the key. */
 int state_from_json(const json_t *j, struct state *out, char *err, size_t err_len)
     __attribute__((warn_unused_result));
+
+/* True when p is a plan a rollout can walk: 1..STATE_PLAN_STEPS_MAX steps,
+ * each above 0 and above the one before, the last CONF_WEIGHT_BP_MAX, and
+ * step_s 1..STATE_PLAN_STEP_S_MAX. Else false with why filled. */
+bool state_plan_valid(const struct state_plan *p, char *why, size_t why_len);
 
 /* Copies src into dst (size bytes, NUL included) without splitting a UTF-8
  * sequence; invalid bytes become '?', so the result is always valid JSON text. */

@@ -336,7 +336,38 @@ sy_proxy()
             "$(tail -n 20 "$log")"
         return 1
     fi
+    # With tests running side by side, the port may be answered by another
+    # test's process for a moment after a restart: the control socket, made
+    # before the listeners, says this one is up.
+    local sock i
+    sock=$(jq -r '.admin.socket // empty' "$conf" 2>/dev/null)
+    for ((i = 0; i < 200 && ${#sock} > 0; i++)); do
+        [[ -S "$sock" ]] && break
+        sleep 0.05
+    done
     return 0
+}
+
+# sy_redis PORT [ARGS...]: starts redis-server on 127.0.0.1:PORT with its
+# files in $SY_TMP/redis-PORT (no snapshots; ARGS may add e.g. appendonly),
+# DEBUG allowed from loopback, and waits until it answers PING. Sets
+# SY_REDIS_PID.
+sy_redis()
+{
+    local port=$1 dir="$SY_TMP/redis-$1" i
+    shift
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' \
+        --enable-debug-command local "$@" >>"$dir/redis.log" 2>&1 &
+    SY_REDIS_PID=$!
+    SY_PIDS+=("$SY_REDIS_PID")
+    for ((i = 0; i < 200; i++)); do
+        [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && return 0
+        kill -0 "$SY_REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    sy_not_ok "redis-server listens on 127.0.0.1:$port" "$(tail -n 20 "$dir/redis.log")"
+    sy_finish
 }
 
 # sy_config FILE KEY=VALUE...: writes a small proxy config.

@@ -22,8 +22,10 @@ write_config()
   \"detector\": {\"window_s\": 5, \"min_requests\": 20, \"max_p99_ms\": 1000,
                  \"fast_rollback\": {\"consecutive_failures\": 5}},
   \"rollout\": {\"steps\": [10, 25, 100], \"step_s\": 1, \"windows\": ${1:-[]},
-                \"preflight\": [{\"path\": \"/healthz\", \"expect_status\": 200, \"expect_body\": \"ok\"}]}"
+                \"preflight\": [{\"path\": \"/healthz\", \"expect_status\": 200, \"expect_body\": \"ok\"}],
+                \"report_dir\": \"reports\"}"
 }
+mkdir "$SY_TMP/reports"
 write_config
 sy_proxy "$CONF" "$PORT" || sy_finish
 
@@ -168,4 +170,46 @@ stop_traffic
 
 sy_stop "$SY_PROXY_PID"
 sy_eq "switchyard exits 0" "$SY_RC" 0
+
+# --- Reports on disk, and the last one after a restart -----------------------
+# rollout.report_dir "reports" is relative to the config's folder.
+sy_eq "each finished rollout left a .json and a .txt report" \
+    "$(ls "$SY_TMP/reports" | grep -c '^rollout-[0-9]\{8\}T[0-9]\{6\}Z-[a-z_]*\.\(json\|txt\)$')" 8
+last_json=$(ls "$SY_TMP/reports"/rollout-*.json | tail -n 1)
+sy_eq "... the newest is the promoted one" \
+    "$(jq -r '.outcome + " " + .reason' "$last_json")" "promoted all good, skip ahead"
+sy_proxy "$CONF" "$PORT" proxy-restarted || sy_finish
+ctl rollout report
+sy_eq "after a restart rollout report prints the newest report's text" "$OUT" \
+    "$(cat "${last_json%.json}.txt")"
+ctl --json rollout status
+sy_match "... and rollout status names it" "$(jq -r .rollout.last <<<"$OUT")" \
+    "^promoted at .*: all good, skip ahead$"
+sy_stop "$SY_PROXY_PID"
+sy_eq "switchyard exits 0 after the restart" "$SY_RC" 0
+
+# --- A rollout's own plan survives a restart; without its section, a pause ---
+jq '.state = {"file": "plan.state.json"}' "$CONF" >"$SY_TMP/plan.json"
+sy_proxy "$SY_TMP/plan.json" "$PORT" proxy-plan || sy_finish
+ctl rollout start --steps 20,100 --step-s 600 --reason "release 46"
+sy_check "a rollout with its own plan reaches its first step" wait_phase progressing 10
+sy_eq "... the state file keeps the plan" "$(jq -c .plan "$SY_TMP/plan.state.json")" \
+    '{"steps_bp":[2000,10000],"step_s":600}'
+sy_stop "$SY_PROXY_PID"
+sy_proxy "$SY_TMP/plan.json" "$PORT" proxy-plan-restarted || sy_finish
+ctl --json rollout status
+sy_eq "after a restart the rollout goes on by its own plan, not the config's" \
+    "$(jq -c '[.rollout.phase, .rollout.steps, .rollout.step_s, .rollout.weight]' <<<"$OUT")" \
+    '["progressing",[20,100],600,20]'
+sy_stop "$SY_PROXY_PID"
+jq 'del(.rollout)' "$SY_TMP/plan.json" >"$SY_TMP/no-rollout.json"
+sy_proxy "$SY_TMP/no-rollout.json" "$PORT" proxy-no-rollout || sy_finish
+sy_check "restarted without a rollout section, the rollout is paused" wait_phase paused 5
+sy_eq "... by the controller, at its weight" \
+    "$(state_field updated_by) $(state_field candidate_percent)" "rollout 20"
+sy_match "... saying why" "$(state_field reason)" "^the config has no rollout section"
+sy_match "... with a warning in the log" "$(cat "$SY_TMP/proxy-no-rollout.log")" \
+    "rollout: the config has no rollout section"
+sy_stop "$SY_PROXY_PID"
+sy_eq "switchyard exits 0 after the pause" "$SY_RC" 0
 sy_finish

@@ -148,6 +148,8 @@ static void test_full(void **state)
     assert_int_equal(r->npreflight, 1);
     assert_string_equal(r->preflight[0].method, "GET");
     assert_string_equal(r->preflight[0].expect_body, "ok");
+    snprintf(want, sizeof(want), "%s/rollout-reports", dir);
+    assert_string_equal(r->report_dir, want);
 
     snprintf(want, sizeof(want), "%s/switchyard.state.json", dir);
     assert_string_equal(cfg->state_file, want);
@@ -864,6 +866,44 @@ static void test_probe_headers(void **state)
     conf_errors_clear(&errs);
 }
 
+/* rollout.report_dir: a folder resolved like state.file; absent = none. */
+static void test_rollout_report_dir(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *want;
+    } bad[] = {
+        {WITH("\"rollout\": {\"report_dir\": \"\"}"),
+         "t.json:3:27: rollout.report_dir: must not be empty"},
+        {WITH("\"rollout\": {\"report_dir\": 5}"),
+         "t.json:3:27: rollout.report_dir: expected a string, got 5"},
+    };
+    struct conf_errors errs = {0};
+    struct config *cfg;
+    (void)state;
+
+    cfg = load(WITH("\"rollout\": {\"report_dir\": \"./reports\"}"), &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->rollout.report_dir, "/etc/switchyard/reports");
+    config_free(cfg);
+    cfg = load(WITH("\"rollout\": {\"report_dir\": \"/var/lib/switchyard/reports\"}"), &errs);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->rollout.report_dir, "/var/lib/switchyard/reports");
+    config_free(cfg);
+    cfg = load(WITH("\"rollout\": {}"), &errs);
+    assert_non_null(cfg);
+    assert_null(cfg->rollout.report_dir);
+    config_free(cfg);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(load(bad[i].text, &errs));
+        assert_int_equal(errs.n, 1);
+        assert_string_equal(errs.msgs[0], bad[i].want);
+        conf_errors_clear(&errs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_parse_bp),
         cmocka_unit_test(test_sticky_set_cookie),
         cmocka_unit_test(test_probe_headers),
+        cmocka_unit_test(test_rollout_report_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,9 @@
 
 #define NOW_MS 1795000000123LL
 
+/* 1, 5, 25, 100 % with 60 s at each: what a rollout.start carries. */
+static const struct state_plan test_plan = {4, {100, 500, 2500, 10000}, 60};
+
 /* Records what the hooks saw, in order. */
 struct recorder {
     char calls[128];
@@ -178,7 +181,7 @@ static const struct row table[] = {
 static void check_row(const struct row *t)
 {
     struct state s = base_state(t->from, 500, 2);
-    struct state_change c = {t->op, 2000, 3, "uid:1000", "table", 0};
+    struct state_change c = {t->op, 2000, 3, "uid:1000", "table", 0, &test_plan};
     struct state_error err = {0};
     struct recorder r;
     struct state_machine *sm = machine(&s, &r);
@@ -218,7 +221,7 @@ static void test_metadata(void **unused)
     struct state s = base_state(STATE_IDLE, 0, 0);
     struct recorder r;
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_WEIGHT, 1000, 0, "uid:1000", "canary for #42", 0};
+    struct state_change c = {STATE_OP_WEIGHT, 1000, 0, "uid:1000", "canary for #42", 0, NULL};
     char longwhy[600];
     (void)unused;
 
@@ -240,11 +243,11 @@ static void test_metadata(void **unused)
     memset(longwhy, 'a', sizeof(longwhy));
     memcpy(longwhy + 254, "\xc3\xa9", 2);
     longwhy[sizeof(longwhy) - 1] = '\0';
-    c = (struct state_change){STATE_OP_WEIGHT, 2000, 0, NULL, longwhy, 8};
+    c = (struct state_change){STATE_OP_WEIGHT, 2000, 0, NULL, longwhy, 8, NULL};
     assert_int_equal(state_apply(sm, &c, NULL), 0);
     assert_string_equal(state_current(sm)->updated_by, "unknown");
     assert_int_equal(strlen(state_current(sm)->reason), 254);
-    c = (struct state_change){STATE_OP_WEIGHT, 3000, 0, "bad\xff\xfe", NULL, 9};
+    c = (struct state_change){STATE_OP_WEIGHT, 3000, 0, "bad\xff\xfe", NULL, 9, NULL};
     assert_int_equal(state_apply(sm, &c, NULL), 0);
     assert_string_equal(state_current(sm)->updated_by, "bad??");
     assert_string_equal(state_current(sm)->reason, "");
@@ -258,7 +261,7 @@ static void test_conflict(void **unused)
     struct recorder r;
     struct state_machine *sm = machine(&s, &r);
     struct state_error err = {0};
-    struct state_change c = {STATE_OP_PAUSE, 0, 0, "uid:0", "stale", 6};
+    struct state_change c = {STATE_OP_PAUSE, 0, 0, "uid:0", "stale", 6, NULL};
     (void)unused;
 
     assert_int_equal(state_apply(sm, &c, &err), -1);
@@ -288,7 +291,7 @@ static void expect_bad(struct state_machine *sm, struct recorder *r, enum state_
                        uint32_t step, const char *needle)
 {
     struct state before = *state_current(sm);
-    struct state_change c = {op, bp, step, "uid:0", "bad", 0};
+    struct state_change c = {op, bp, step, "uid:0", "bad", 0, NULL};
     struct state_error err = {0};
 
     assert_int_equal(state_apply(sm, &c, &err), -1);
@@ -303,7 +306,7 @@ static void test_bad_arguments(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_IDLE, 0, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_WEIGHT, 10000, 0, "uid:0", "all in", 0};
+    struct state_change c = {STATE_OP_WEIGHT, 10000, 0, "uid:0", "all in", 0, NULL};
     struct state_error err = {0};
     (void)unused;
 
@@ -334,7 +337,7 @@ static void test_messages(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_IDLE, 0, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_RESUME, 0, 0, "uid:0", "", 0};
+    struct state_change c = {STATE_OP_RESUME, 0, 0, "uid:0", "", 0, NULL};
     struct state_error err = {0};
     (void)unused;
 
@@ -364,8 +367,8 @@ static void test_resume_before_step_one(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_PREFLIGHT, 0, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change pause = {STATE_OP_PAUSE, 0, 0, "uid:0", "", 0};
-    struct state_change resume = {STATE_OP_RESUME, 0, 0, "uid:0", "", 0};
+    struct state_change pause = {STATE_OP_PAUSE, 0, 0, "uid:0", "", 0, NULL};
+    struct state_change resume = {STATE_OP_RESUME, 0, 0, "uid:0", "", 0, NULL};
     (void)unused;
 
     assert_int_equal(state_apply(sm, &pause, NULL), 0);
@@ -380,7 +383,7 @@ static void test_promote_swaps_roles(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_IDLE, 5000, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_PROMOTE, 0, 0, "uid:0", "green is good", 0};
+    struct state_change c = {STATE_OP_PROMOTE, 0, 0, "uid:0", "green is good", 0, NULL};
     (void)unused;
 
     assert_int_equal(state_apply(sm, &c, NULL), 0);
@@ -392,9 +395,9 @@ static void test_promote_swaps_roles(void **unused)
     assert_int_equal(r.event.from.candidate_bp, 5000);
 
     /* The next release goes the other way: blue is the candidate now. */
-    c = (struct state_change){STATE_OP_WEIGHT, 100, 0, "uid:0", "", 0};
+    c = (struct state_change){STATE_OP_WEIGHT, 100, 0, "uid:0", "", 0, NULL};
     assert_int_equal(state_apply(sm, &c, NULL), 0);
-    c = (struct state_change){STATE_OP_PROMOTE, 0, 0, "uid:0", "", 0};
+    c = (struct state_change){STATE_OP_PROMOTE, 0, 0, "uid:0", "", 0, NULL};
     assert_int_equal(state_apply(sm, &c, NULL), 0);
     assert_int_equal(state_current(sm)->stable, CONF_BLUE);
     state_machine_free(sm);
@@ -407,7 +410,7 @@ static void test_rollback_every_phase(void **unused)
         struct recorder r;
         struct state s = base_state((enum state_phase)p, 2500, p == STATE_PROGRESSING ? 3 : 0);
         struct state_machine *sm = machine(&s, &r);
-        struct state_change c = {STATE_OP_ROLLBACK, 0, 0, NULL, NULL, 0};
+        struct state_change c = {STATE_OP_ROLLBACK, 0, 0, NULL, NULL, 0, NULL};
 
         assert_int_equal(state_apply(sm, &c, NULL), 0);
         assert_int_equal(state_current(sm)->phase, STATE_ROLLED_BACK);
@@ -423,7 +426,7 @@ static void test_persist_failure_refuses(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_IDLE, 100, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_WEIGHT, 5000, 0, "uid:0", "", 0};
+    struct state_change c = {STATE_OP_WEIGHT, 5000, 0, "uid:0", "", 0, NULL};
     struct state_error err = {0};
     (void)unused;
 
@@ -437,7 +440,9 @@ static void test_persist_failure_refuses(void **unused)
     assert_int_equal(r.publishes, 0);
 
     c.op = STATE_OP_START;
+    c.plan = &test_plan;
     assert_int_equal(state_apply(sm, &c, &err), -1);
+    assert_string_equal(err.code, "persist_failed");
     assert_int_equal(state_current(sm)->generation, 7);
     state_machine_free(sm);
 }
@@ -447,7 +452,7 @@ static void test_persist_failure_rollback_applies(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_PROGRESSING, 2500, 4);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_ROLLBACK, 0, 0, "detector", "p99 ratio 3.1", 0};
+    struct state_change c = {STATE_OP_ROLLBACK, 0, 0, "detector", "p99 ratio 3.1", 0, NULL};
     struct state_error err = {0};
     (void)unused;
 
@@ -468,7 +473,7 @@ static void test_hook_order(void **unused)
     struct recorder r;
     struct state s = base_state(STATE_IDLE, 0, 0);
     struct state_machine *sm = machine(&s, &r);
-    struct state_change c = {STATE_OP_START, 0, 0, "uid:0", "", 7};
+    struct state_change c = {STATE_OP_START, 0, 0, "uid:0", "", 7, &test_plan};
     (void)unused;
 
     assert_int_equal(state_apply(sm, &c, NULL), 0);
@@ -661,6 +666,116 @@ static void test_from_config(void **unused)
     conf_errors_clear(&errs);
 }
 
+/* START stores the plan; every later change keeps it, through the end of
+ * the rollout; the next START replaces it. */
+static void test_plan_kept_from_start_to_start(void **unused)
+{
+    static const struct state_plan other = {2, {5000, 10000}, 5};
+    static const enum state_op ops[] = {STATE_OP_PREFLIGHT_OK, STATE_OP_ADVANCE, STATE_OP_PAUSE,
+                                        STATE_OP_RESUME,       STATE_OP_PROMOTE, STATE_OP_WEIGHT};
+    static const uint32_t bps[] = {100, 500, 0, 0, 0, 300};
+    struct recorder r;
+    struct state s = base_state(STATE_IDLE, 0, 0);
+    struct state_machine *sm = machine(&s, &r);
+    struct state_change c = {STATE_OP_START, 0, 0, "uid:0", "", 0, &test_plan};
+    (void)unused;
+
+    assert_int_equal(state_apply(sm, &c, NULL), 0);
+    assert_memory_equal(&state_current(sm)->plan, &test_plan, sizeof(test_plan));
+    assert_memory_equal(&r.persisted.plan, &test_plan, sizeof(test_plan));
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        c = (struct state_change){ops[i], bps[i], 2, "rollout", "", 0, NULL};
+        assert_int_equal(state_apply(sm, &c, NULL), 0);
+        assert_memory_equal(&state_current(sm)->plan, &test_plan, sizeof(test_plan));
+    }
+    c = (struct state_change){STATE_OP_START, 0, 0, "uid:0", "", 0, &other};
+    assert_int_equal(state_apply(sm, &c, NULL), 0);
+    assert_memory_equal(&state_current(sm)->plan, &other, sizeof(other));
+    state_machine_free(sm);
+}
+
+static void expect_plan_refused(const struct state_plan *plan, const char *needle)
+{
+    struct recorder r;
+    struct state s = base_state(STATE_IDLE, 0, 0);
+    struct state_machine *sm = machine(&s, &r);
+    struct state_change c = {STATE_OP_START, 0, 0, "uid:0", "", 0, plan};
+    struct state_error err = {0};
+
+    assert_int_equal(state_apply(sm, &c, &err), -1);
+    print_message("  -> %s\n", err.message);
+    assert_string_equal(err.code, "bad_argument");
+    assert_non_null(strstr(err.message, needle));
+    assert_string_equal(r.calls, "");
+    state_machine_free(sm);
+}
+
+static void test_start_refuses_bad_plans(void **unused)
+{
+    struct state_plan p = {0};
+    (void)unused;
+
+    expect_plan_refused(NULL, "cannot start a rollout: no plan");
+    expect_plan_refused(&p, "a plan has 1..20 steps, not 0");
+    p = (struct state_plan){2, {500, 500}, 60};
+    expect_plan_refused(&p, "step 2 (500 bp): steps must be above 0 and increasing");
+    p = (struct state_plan){2, {0, 10000}, 60};
+    expect_plan_refused(&p, "step 1 (0 bp)");
+    p = (struct state_plan){2, {500, 9000}, 60};
+    expect_plan_refused(&p, "the last step must be 10000 bp");
+    p = (struct state_plan){1, {10000}, 0};
+    expect_plan_refused(&p, "step_s must be 1..86400 s, not 0");
+    p = (struct state_plan){STATE_PLAN_STEPS_MAX + 1, {10000}, 1};
+    expect_plan_refused(&p, "not 21");
+}
+
+/* "plan" round-trips, is null without one, may be missing (older files),
+ * and is checked strictly when present. */
+static void test_plan_json(void **unused)
+{
+    struct state s = base_state(STATE_PROGRESSING, 500, 2);
+    struct state back;
+    char err[256] = "";
+    json_t *j;
+    (void)unused;
+
+    s.plan = test_plan;
+    j = state_to_json(&s);
+    assert_non_null(j);
+    assert_int_equal(state_from_json(j, &back, err, sizeof(err)), 0);
+    assert_memory_equal(&back.plan, &test_plan, sizeof(test_plan));
+    json_decref(j);
+
+    memset(&s.plan, 0, sizeof(s.plan));
+    j = state_to_json(&s);
+    assert_true(json_is_null(json_object_get(j, "plan")));
+    back.plan = test_plan;
+    assert_int_equal(state_from_json(j, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.plan.nsteps, 0);
+    assert_int_equal(json_object_del(j, "plan"), 0);
+    back.plan = test_plan;
+    assert_int_equal(state_from_json(j, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.plan.nsteps, 0);
+    json_decref(j);
+
+#define WITH_PLAN(p) FULL(F_STABLE, F_BP, F_PHASE, F_STEP, F_GEN, F_BY, F_WHY, F_MS ",\"plan\":" p)
+    expect_rejected(WITH_PLAN("[]"), "plan: expected null or");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[10000]}"), "plan: expected null or");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[10000],\"step_s\":1,\"x\":1}"),
+                    "plan: expected null or");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[],\"step_s\":1}"), "plan: steps_bp: expected 1..20");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[\"1\",10000],\"step_s\":1}"),
+                    "plan: steps_bp[0]: expected an integer");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[100,10001],\"step_s\":1}"),
+                    "plan: steps_bp[1]: expected an integer 0..10000");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[500,100,10000],\"step_s\":1}"),
+                    "plan: step 2 (100 bp): steps must be above 0 and increasing");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[100,10000],\"step_s\":0}"),
+                    "plan: step_s must be 1..86400");
+    expect_rejected(WITH_PLAN("{\"steps_bp\":[100,10000],\"step_s\":86401}"), "plan: step_s");
+#undef WITH_PLAN
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +794,9 @@ int main(void)
         cmocka_unit_test(test_json_round_trip),
         cmocka_unit_test(test_from_json_rejects),
         cmocka_unit_test(test_from_config),
+        cmocka_unit_test(test_plan_kept_from_start_to_start),
+        cmocka_unit_test(test_start_refuses_bad_plans),
+        cmocka_unit_test(test_plan_json),
     };
 
     log_setup("test_state", LOG_WARN);

@@ -270,6 +270,31 @@ static void test_save_read_only_folder(void **state)
     assert_no_temp(f->dir);
 }
 
+/* A rollout's plan survives a restart; a file from before plans were kept
+ * (no "plan" key) still loads, with no plan. */
+static void test_plan_kept(void **state)
+{
+    static const char old[] =
+        "{\"stable\": \"blue\", \"candidate_bp\": 500, \"phase\": \"progressing\", "
+        "\"step\": 2, \"generation\": 7, \"updated_by\": \"rollout\", \"reason\": \"r\", "
+        "\"updated_ms\": 1795000000123}";
+    struct fixture *f = *state;
+    struct state s = sample(43), out;
+    char why[256] = "";
+
+    s.plan = (struct state_plan){3, {200, 3000, 10000}, 45};
+    assert_int_equal(statefile_save(f->path, &s, why, sizeof(why)), 0);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(statefile_load(f->path, &out, why, sizeof(why)), 0);
+    assert_memory_equal(&out.plan, &s.plan, sizeof(s.plan));
+
+    write_file(f->path, old, sizeof(old) - 1);
+    out.plan = s.plan;
+    assert_int_equal(statefile_load(f->path, &out, why, sizeof(why)), 0);
+    assert_int_equal(out.phase, STATE_PROGRESSING);
+    assert_int_equal(out.plan.nsteps, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -279,6 +304,7 @@ int main(void)
         T(test_huge_file),         T(test_not_a_file),
         T(test_random_bytes),      T(test_save_missing_folder),
         T(test_save_rename_fails), T(test_save_read_only_folder),
+        T(test_plan_kept),
     };
 #undef T
 
