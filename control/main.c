@@ -15,6 +15,8 @@
 #include "control/admin_http.h"
 #include "control/embedded_config.h"
 #include "control/guard.h"
+#include "control/redis_fleet.h"
+#include "control/redis_sync.h"
 #include "control/rollout.h"
 #include "control/status.h"
 #include "health/window.h"
@@ -28,6 +30,7 @@
 
 #define SY_VERSION "0.1.0"
 #define DRAIN_POLL_MS 20
+#define STARTUP_SYNC_MS 3000 /* the longest start-up waits for the fleet's state */
 
 static const char usage_text[] =
     "usage: switchyard [-c FILE] [-t] [-T THREADS] [-d] [-h] [-V]\n"
@@ -66,6 +69,10 @@ struct control {
     struct reloader *reloader;
     struct guard *guard;
     struct rollout *rollout;
+    struct redis_sync *sync;   /* NULL without a redis section */
+    struct redis_fleet *fleet; /* the fleet's signals; NULL without one */
+    struct event *fleet_role;  /* who judges on the fleet's signals */
+    bool judges_fleet;
     struct status_sources status; /* for the control socket and admin.http */
     struct health_checker *checker;
     struct snapshot *checked; /* the config the checks run on (referenced) */
@@ -254,6 +261,65 @@ static void log_start(const struct config *cfg, const struct route_split *split)
              conf_colour_name(v.candidate), v.candidate_bp / 100.0);
 }
 
+/* Leading needs both the lease and fresh fleet signals: a stale ring reads
+ * as no traffic, which no gate may take for a quiet fleet. */
+static bool leads_fleet(const struct control *ctl)
+{
+    return redis_sync_leader(ctl->sync) && redis_fleet_fresh(ctl->fleet);
+}
+
+static bool leads_cb(void *arg)
+{
+    return leads_fleet(arg);
+}
+
+static void fleet_totals_cb(void *arg, enum conf_colour c, struct window_sum *out)
+{
+    proxy_pool_totals(arg, c, out);
+}
+
+/* The leader's detector judges the whole fleet's traffic; the others (and
+ * everyone while Redis is away) judge their own, and every worker's instant
+ * flip acts locally whatever the role. */
+static void fleet_role_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *ctl = arg;
+    bool judges = leads_fleet(ctl);
+
+    if (judges == ctl->judges_fleet)
+        return;
+    ctl->judges_fleet = judges;
+    guard_set_source(ctl->guard, judges ? redis_fleet_pool_sum : NULL, judges ? ctl->fleet : NULL);
+    log_info("detector: judging %s",
+             judges ? "the fleet's traffic (this instance leads)" : "this instance's traffic");
+}
+
+static int start_fleet(struct control *ctl, const struct config *cfg)
+{
+    struct timeval tick = {0, GUARD_TICK_MS * 1000};
+
+    ctl->fleet = redis_fleet_new(ctl->base, redis_sync_conn(ctl->sync), cfg->redis.ns,
+                                 redis_sync_instance(ctl->sync), fleet_totals_cb, ctl->proxy);
+    ctl->fleet_role = event_new(ctl->base, -1, EV_PERSIST, fleet_role_cb, ctl);
+    if (ctl->fleet == NULL || ctl->fleet_role == NULL || event_add(ctl->fleet_role, &tick) < 0)
+        return -1;
+    rollout_set_leader(ctl->rollout, leads_cb, ctl);
+    rollout_set_source(ctl->rollout, redis_fleet_pool_sum, ctl->fleet);
+    return 0;
+}
+
+/* Joins the fleet: the shared state is read (or this instance's seeds an
+ * empty Redis) before any listener accepts, within a bound: a Redis that
+ * does not answer must not keep the proxy from serving. */
+static int start_sync(struct control *ctl, struct service *svc, const struct config *cfg)
+{
+    ctl->sync = redis_sync_new(ctl->base, svc, &cfg->redis, NULL);
+    if (ctl->sync == NULL)
+        return -1;
+    (void)redis_sync_wait_ready(ctl->sync, STARTUP_SYNC_MS);
+    return 0;
+}
+
 static int run(struct snapshot *snap, const struct options *o)
 {
     const struct config *cfg = snap->cfg;
@@ -267,6 +333,8 @@ static int run(struct snapshot *snap, const struct options *o)
     ctl.base = event_base_new();
     if (ctl.base == NULL || svc == NULL || service_attach(svc, ctl.base) < 0)
         goto out;
+    if (cfg->redis.enabled && start_sync(&ctl, svc, cfg) < 0)
+        goto out;
     ctl.proxy = proxy_new(snap, service_split(svc));
     if (ctl.proxy == NULL)
         goto out;
@@ -278,6 +346,8 @@ static int run(struct snapshot *snap, const struct options *o)
         goto out;
     ctl.rollout = rollout_new(ctl.base, svc, ctl.reloader, ctl.proxy, ctl.guard);
     if (ctl.rollout == NULL)
+        goto out;
+    if (ctl.sync != NULL && start_fleet(&ctl, cfg) < 0)
         goto out;
     ctl.checker = health_checker_new(ctl.base, server_health_cb, svc);
     if (ctl.checker == NULL || checks_retarget(&ctl, snap) < 0)
@@ -291,6 +361,8 @@ static int run(struct snapshot *snap, const struct options *o)
         .proxy = ctl.proxy,
         .guard = ctl.guard,
         .rollout = ctl.rollout,
+        .sync = ctl.sync,
+        .fleet = ctl.fleet,
         .started_s = window_now_s(),
     };
     if (cfg->admin.socket != NULL && (sock = ctlsock_new(ctl.base, &ctl.status)) == NULL)
@@ -317,6 +389,10 @@ out:
     admin_http_free(admin);
     ctlsock_free(sock);
     rollout_free(ctl.rollout);
+    if (ctl.fleet_role != NULL)
+        event_free(ctl.fleet_role);
+    redis_sync_free(ctl.sync); /* first: its link may hold replies meant for the fleet */
+    redis_fleet_free(ctl.fleet);
     guard_free(ctl.guard);
     health_checker_free(ctl.checker);
     snapshot_unref(ctl.checked);

@@ -22,6 +22,8 @@ struct service {
     struct route_split split;
     service_event_cb on_event;
     void *on_event_arg;
+    service_event_cb replicate; /* the fleet's copy: every event, after on_event */
+    void *replicate_arg;
     bool unsaved;            /* the state file is behind the current state */
     unsigned failed_retries; /* since the state became unsaved */
     struct event *retry;     /* saves the current state again; NULL until attached */
@@ -108,6 +110,8 @@ static void event_hook(const struct state_event *e, void *arg)
     events_push(svc->events, e);
     if (svc->on_event != NULL)
         svc->on_event(e, svc->on_event_arg);
+    if (svc->replicate != NULL)
+        svc->replicate(e, svc->replicate_arg);
 }
 
 /* One atomic store: every worker routes by it from its next request on. */
@@ -304,6 +308,8 @@ void service_record(struct service *svc, const char *who, const char *why)
     events_push(svc->events, &e);
     if (svc->on_event != NULL)
         svc->on_event(&e, svc->on_event_arg);
+    if (svc->replicate != NULL)
+        svc->replicate(&e, svc->replicate_arg);
 }
 
 void service_on_event(struct service *svc, service_event_cb cb, void *arg)
@@ -312,7 +318,18 @@ void service_on_event(struct service *svc, service_event_cb cb, void *arg)
     svc->on_event_arg = arg;
 }
 
+void service_set_replicator(struct service *svc, service_event_cb cb, void *arg)
+{
+    svc->replicate = cb;
+    svc->replicate_arg = arg;
+}
+
 int service_apply(struct service *svc, const struct state_change *c, struct state_error *err)
 {
     return state_apply(svc->sm, c, err);
+}
+
+void service_adopt(struct service *svc, const struct state *s, const char *who, const char *why)
+{
+    state_adopt(svc->sm, s, who, why);
 }

@@ -82,6 +82,14 @@ void service_on_event(struct service *svc, service_event_cb cb, void *arg);
  * the current generation, with op "server". who and why are copied. */
 void service_record(struct service *svc, const char *who, const char *why);
 
+/* The fleet's replicator (control/redis_sync.c): called for every event,
+ * applied or recorded, after the listener above; NULL removes it. */
+void service_set_replicator(struct service *svc, service_event_cb cb, void *arg);
+
+/* Takes s, a state another instance of the fleet applied, as this service's
+ * (state_adopt()): routed by at once, persisted, recorded with op "sync". */
+void service_adopt(struct service *svc, const struct state *s, const char *who, const char *why);
+
 /* state_apply() on this service's state machine. */
 int service_apply(struct service *svc, const struct state_change *c, struct state_error *err)
     __attribute__((warn_unused_result));

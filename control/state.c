@@ -32,6 +32,7 @@ static const char *const op_names[STATE_OPS] = {
     [STATE_OP_PROMOTE] = "promote",
     [STATE_OP_ROLLBACK] = "rollback",
     [STATE_OP_SERVER] = "server",
+    [STATE_OP_SYNC] = "sync",
 };
 
 /* What an error message calls each op: "cannot <verb>: ...". */
@@ -45,6 +46,7 @@ static const char *const op_verbs[STATE_OPS] = {
     [STATE_OP_PROMOTE] = "promote",
     [STATE_OP_ROLLBACK] = "roll back",
     [STATE_OP_SERVER] = "change a server",
+    [STATE_OP_SYNC] = "take the fleet's state",
 };
 
 /* The phases each op may start from. Rollback is allowed from all of them:
@@ -60,6 +62,7 @@ static const unsigned op_allowed[STATE_OPS] = {
     [STATE_OP_PROMOTE] = PH(STATE_PROGRESSING) | PH(STATE_PAUSED) | PH(STATE_IDLE),
     [STATE_OP_ROLLBACK] = ALL_PHASES,
     [STATE_OP_SERVER] = 0, /* never a transition: see service_record() */
+    [STATE_OP_SYNC] = 0,   /* never a transition: see state_adopt() */
 };
 
 const char *state_phase_name(enum state_phase p)
@@ -359,6 +362,7 @@ static void transition(const struct state *cur, const struct state_change *c, st
         next->step = 0;
         break;
     case STATE_OP_SERVER: /* allowed from no phase: never gets here */
+    case STATE_OP_SYNC:
         break;
     }
 }
@@ -400,13 +404,13 @@ static int persist(struct state_machine *sm, const struct state *next, struct st
         return 0;
     if (!why[0])
         state_text_copy(why, sizeof(why), "unknown error");
-    if (e->op != STATE_OP_ROLLBACK)
+    if (e->op != STATE_OP_ROLLBACK && e->op != STATE_OP_SYNC)
         return refuse(err, "persist_failed", "cannot %s: the state could not be saved: %s",
                       op_verbs[e->op], why);
     e->persisted = false;
     snprintf(e->note, sizeof(e->note), "not persisted: %s", why);
-    log_error("state: rollback to generation %" PRIu64 " applied but not persisted: %s",
-              next->generation, why);
+    log_error("state: %s to generation %" PRIu64 " applied but not persisted: %s",
+              op_names[e->op], next->generation, why);
     return 0;
 }
 
@@ -442,6 +446,23 @@ int state_apply(struct state_machine *sm, const struct state_change *c, struct s
     if (c->op != STATE_OP_ROLLBACK && sm->hooks.publish)
         sm->hooks.publish(&sm->cur, sm->hooks.arg);
     return 0;
+}
+
+void state_adopt(struct state_machine *sm, const struct state *s, const char *who, const char *why)
+{
+    struct state_event e;
+
+    event_init(&e, &sm->cur, s, STATE_OP_SYNC);
+    state_text_copy(e.who, sizeof(e.who), who && who[0] ? who : "unknown");
+    state_text_copy(e.why, sizeof(e.why), why);
+    e.time_ms = sm->hooks.now_ms ? sm->hooks.now_ms(sm->hooks.arg) : wall_clock_ms();
+    sm->cur = *s;
+    if (sm->hooks.publish)
+        sm->hooks.publish(&sm->cur, sm->hooks.arg);
+    (void)persist(sm, s, &e, NULL);
+    log_change(&e);
+    if (sm->hooks.event)
+        sm->hooks.event(&e, sm->hooks.arg);
 }
 
 /* {"steps_bp":[...],"step_s":N}, or null when there is no plan. */

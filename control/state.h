@@ -70,8 +70,9 @@ enum state_op {
     STATE_OP_PROMOTE, /* roles swap: the candidate becomes stable */
     STATE_OP_ROLLBACK,
     STATE_OP_SERVER, /* an event only: a server's health or admin state changed */
+    STATE_OP_SYNC,   /* another instance's state taken from Redis: see state_adopt() */
 };
-#define STATE_OPS 9
+#define STATE_OPS 10
 
 struct state_change {
     enum state_op op;
@@ -141,6 +142,14 @@ const struct state *state_current(const struct state_machine *sm);
  * would publish before the outer one. */
 int state_apply(struct state_machine *sm, const struct state_change *c, struct state_error *err)
     __attribute__((warn_unused_result));
+
+/* Takes s, a state another instance of the fleet applied, as the current
+ * state, generation included (it may be below ours when that instance's
+ * change won a conflict). No transition is checked: the fleet already routes
+ * by s. The hooks run as for a rollback: publish first, then persist (a
+ * failure is recorded, never refused), then the event, with op
+ * STATE_OP_SYNC, who and why (borrowed). */
+void state_adopt(struct state_machine *sm, const struct state *s, const char *who, const char *why);
 
 /* Returns a new JSON object with every field of s, or NULL when out of memory
  * or when a text field is not UTF-8 (state_apply() never stores one). */

@@ -5,6 +5,8 @@
 
 #include "control/guard.h"
 #include "control/protocol.h"
+#include "control/redis_fleet.h"
+#include "control/redis_sync.h"
 #include "control/reload.h"
 #include "control/service.h"
 #include "health/window.h"
@@ -61,6 +63,18 @@ static int add_detector(const struct status_sources *src, json_t *reply)
     return d != NULL ? json_object_set_new(reply, "detector", d) : -1;
 }
 
+/* "redis": the link, the lease, and the fleet's instances as seen here. */
+static int add_redis(const struct status_sources *src, json_t *reply)
+{
+    json_t *r = redis_sync_status_json(src->sync);
+
+    if (r == NULL)
+        return -1;
+    if (src->fleet != NULL)
+        json_object_set_new(r, "fleet", redis_fleet_status_json(src->fleet));
+    return json_object_set_new(reply, "redis", r);
+}
+
 json_t *status_reply(const struct status_sources *src)
 {
     json_t *reply = protocol_status_reply(service_state(src->svc), service_persisted(src->svc),
@@ -75,6 +89,8 @@ json_t *status_reply(const struct status_sources *src)
                                                status_window_s(src, now), sum) < 0)
         goto fail;
     if (src->guard != NULL && add_detector(src, reply) < 0)
+        goto fail;
+    if (src->sync != NULL && add_redis(src, reply) < 0)
         goto fail;
     free(sum);
     return reply;

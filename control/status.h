@@ -14,6 +14,8 @@
 struct guard;
 struct health_checker;
 struct proxy;
+struct redis_fleet;
+struct redis_sync;
 struct reloader;
 struct rollout;
 struct service;
@@ -27,10 +29,13 @@ struct status_sources {
     const struct proxy *proxy;           /* NULL: no traffic figures */
     const struct guard *guard;           /* NULL: no verdict */
     struct rollout *rollout;             /* NULL: no rollout commands */
+    const struct redis_sync *sync;       /* NULL: no Redis configured */
+    const struct redis_fleet *fleet;     /* NULL: no Redis configured */
     int64_t started_s;                   /* window_now_s() at start */
 };
 
-/* {"ok":true,"state":...,"persisted":...,"pools":...,"detector":...}; a
+/* {"ok":true,"state":...,"persisted":...,"pools":...,"detector":...,
+ * "redis":... (with a fleet only)}; a
  * new object, or NULL when out of memory. */
 json_t *status_reply(const struct status_sources *src);
 

@@ -176,6 +176,12 @@ static const struct row table[] = {
     {STATE_OP_SERVER, STATE_PAUSED, NO},
     {STATE_OP_SERVER, STATE_PROMOTED, NO},
     {STATE_OP_SERVER, STATE_ROLLED_BACK, NO},
+    {STATE_OP_SYNC, STATE_IDLE, NO}, /* only through state_adopt() */
+    {STATE_OP_SYNC, STATE_PREFLIGHT, NO},
+    {STATE_OP_SYNC, STATE_PROGRESSING, NO},
+    {STATE_OP_SYNC, STATE_PAUSED, NO},
+    {STATE_OP_SYNC, STATE_PROMOTED, NO},
+    {STATE_OP_SYNC, STATE_ROLLED_BACK, NO},
 };
 
 static void check_row(const struct row *t)
@@ -776,6 +782,36 @@ static void test_plan_json(void **unused)
 #undef WITH_PLAN
 }
 
+/* Another instance's state is taken as it is, generation included (even a
+ * lower one), published before the disk, and kept even when the disk fails. */
+static void test_adopt(void **unused)
+{
+    struct state mine = base_state(STATE_PROGRESSING, 2500, 2);
+    struct state theirs = base_state(STATE_ROLLED_BACK, 0, 0);
+    struct recorder r;
+    struct state_machine *sm;
+
+    (void)unused;
+    mine.generation = 9;
+    theirs.generation = 8;
+    snprintf(theirs.updated_by, sizeof(theirs.updated_by), "detector");
+    sm = machine(&mine, &r);
+    r.fail_persist = true;
+    state_adopt(sm, &theirs, "redis-sync", "took generation 8 from b:42");
+    assert_memory_equal(state_current(sm), &theirs, sizeof(theirs));
+    assert_string_equal(r.calls, "publish persist event");
+    assert_int_equal(r.published.candidate_bp, 0);
+    assert_int_equal(r.event.op, STATE_OP_SYNC);
+    assert_string_equal(r.event.who, "redis-sync");
+    assert_string_equal(r.event.why, "took generation 8 from b:42");
+    assert_int_equal(r.event.from.generation, 9);
+    assert_int_equal(r.event.to.generation, 8);
+    assert_false(r.event.persisted);
+    assert_non_null(strstr(r.event.note, "disk full"));
+    assert_string_equal(state_op_name(STATE_OP_SYNC), "sync");
+    state_machine_free(sm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_plan_kept_from_start_to_start),
         cmocka_unit_test(test_start_refuses_bad_plans),
         cmocka_unit_test(test_plan_json),
+        cmocka_unit_test(test_adopt),
     };
 
     log_setup("test_state", LOG_WARN);
