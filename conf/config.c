@@ -411,19 +411,3 @@ void config_free(struct config *cfg)
     free(cfg->dir);
     free(cfg);
 }
-
-void config_warn_inactive(const struct config *cfg, FILE *out)
-{
-    const struct {
-        bool on;
-        const char *name;
-    } sections[] = {
-        {cfg->redis.enabled, "redis"},
-    };
-
-    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
-        if (sections[i].on)
-            fprintf(out, "switchyard: warning: %s: %s: validated but not active in this version\n",
-                    cfg->path, sections[i].name);
-    }
-}

@@ -199,8 +199,5 @@ struct config *config_load_string(const char *text, size_t len, const char *name
 
 void config_free(struct config *cfg);
 
-/* Warnings for sections that are valid but not acted on yet, one per line,
- * written to out. */
-void config_warn_inactive(const struct config *cfg, FILE *out);
 
 #endif

@@ -434,7 +434,6 @@ int main(int argc, char **argv)
         cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     else if (o.threads > 0)
         cfg->workers = (unsigned)o.threads;
-    config_warn_inactive(cfg, stderr);
     /* A client that goes away mid-write must cost an error code, not the process. */
     signal(SIGPIPE, SIG_IGN);
     snap = snapshot_new(cfg, cfg->workers, NULL);

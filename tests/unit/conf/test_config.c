@@ -35,19 +35,6 @@ static struct config *load(const char *text, struct conf_errors *errs)
     return config_load_string(text, strlen(text), "t.json", "/etc/switchyard", errs);
 }
 
-/* Returns what config_warn_inactive writes, as a new string. */
-static char *warnings_of(const struct config *cfg)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-
-    assert_non_null(f);
-    config_warn_inactive(cfg, f);
-    fclose(f);
-    return buf;
-}
-
 static void test_demo(void **state)
 {
     struct conf_errors errs = {0};
@@ -80,9 +67,6 @@ static void test_demo(void **state)
     assert_null(cfg->state_file);
     assert_null(cfg->audit_log_path);
 
-    char *warn = warnings_of(cfg);
-    assert_string_equal(warn, ""); /* the demo uses only what is active */
-    free(warn);
     config_free(cfg);
 }
 
@@ -157,18 +141,6 @@ static void test_full(void **state)
     assert_string_equal(cfg->access_log_path, want);
     assert_true(cfg->redis.enabled);
     assert_string_equal(cfg->redis.ns, "switchyard:prod");
-
-    char *warn = warnings_of(cfg);
-    const char *sections[] = {"redis"};
-    char expected[2048] = "";
-    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
-        size_t used = strlen(expected);
-        snprintf(expected + used, sizeof(expected) - used,
-                 "switchyard: warning: %s: %s: validated but not active in this version\n",
-                 EXAMPLES "/full.json", sections[i]);
-    }
-    assert_string_equal(warn, expected);
-    free(warn);
     config_free(cfg);
 }
 
@@ -223,9 +195,6 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->redis.lease_ms, 5000);
     assert_null(cfg->state_file);
     assert_null(cfg->audit_log_path);
-    char *warn = warnings_of(cfg);
-    assert_string_equal(warn, "");
-    free(warn);
     config_free(cfg);
 }
 
