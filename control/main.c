@@ -189,6 +189,8 @@ static void stop_signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     ctl->draining = true;
     log_info("%s: draining (at most %u ms)", strsignal((int)sig), drain_ms);
+    if (ctl->sync != NULL)
+        redis_sync_step_down(ctl->sync);
     proxy_drain(ctl->proxy);
     event_add(ctl->drain_poll, &poll);
     event_add(ctl->drain_deadline, &deadline);

@@ -47,6 +47,7 @@ struct redis_sync {
     /* The lease. */
     struct event *lease_timer;
     bool lease_busy;
+    bool stepped_down; /* shutting down: the lease is given back, not renewed */
     bool leader;
     int64_t lease_sent_ms;   /* monotonic: when the pending renewal was sent */
     int64_t leader_until_ms; /* monotonic: the lease surely holds until then */
@@ -385,7 +386,7 @@ static void lease_cb(const redisReply *reply, const char *err, void *arg)
         log_debug("redis: lease: %s", err != NULL ? err : why);
         return; /* the lease we had runs out by itself */
     }
-    rs->leader = res.held;
+    rs->leader = res.held && !rs->stepped_down;
     /* Redis starts the lease when it runs the script, after we sent it:
      * counting from the send never overstates it. */
     if (res.held)
@@ -403,13 +404,36 @@ static void lease_tick_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (rs->lease_busy || !redis_conn_up(rs->conn))
+    if (rs->lease_busy || rs->stepped_down || !redis_conn_up(rs->conn))
         return;
     if (redis_lease_argv(&av, rs->ns, rs->instance, rs->lease_ms) < 0)
         return;
     rs->lease_sent_ms = mono_ms();
     if (redis_conn_command(rs->conn, rs->lease_ms / 3, lease_cb, rs, av.argc, av.argv, av.len) == 0)
         rs->lease_busy = true;
+}
+
+static void release_cb(const redisReply *reply, const char *err, void *arg)
+{
+    bool released = false;
+    char why[256];
+
+    (void)arg;
+    if (err == NULL && redis_release_parse(reply, &released, why, sizeof(why)) == 0 && released)
+        log_info("redis: the lease is given back: another instance leads from now on");
+}
+
+void redis_sync_step_down(struct redis_sync *rs)
+{
+    struct redis_argv av;
+    bool was = redis_sync_leader(rs);
+
+    rs->stepped_down = true;
+    rs->leader = false;
+    if (!was || redis_release_argv(&av, rs->ns, rs->instance) < 0)
+        return;
+    if (redis_conn_command(rs->conn, 0, release_cb, rs, av.argc, av.argv, av.len) < 0)
+        log_warn("redis: the lease is not given back (out of memory): it runs out by itself");
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,6 +57,10 @@ bool redis_sync_wait_ready(struct redis_sync *rs, uint32_t timeout_ms);
 struct redis_conn *redis_sync_conn(struct redis_sync *rs);
 const char *redis_sync_instance(const struct redis_sync *rs);
 
+/* Shutting down: stops renewing the lease and gives it back when held, so
+ * that another instance leads at once rather than after the lease. */
+void redis_sync_step_down(struct redis_sync *rs);
+
 /* True while this instance holds a lease it renewed in time. */
 bool redis_sync_leader(const struct redis_sync *rs);
 

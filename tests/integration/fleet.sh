@@ -159,6 +159,16 @@ sy_check "the same rollout is promoted by the new leader" wait_all .state.phase 
 kill "$TRAFFIC" 2>/dev/null
 wait "$TRAFFIC" 2>/dev/null
 
+# A leader stopped for a deploy gives its lease back: the next one need not
+# wait for it to run out.
+L2=$(leader)
+L2_ID="$(hostname):${PIDS[$L2]}"
+sy_stop "${PIDS[$L2]}"
+unset "PIDS[$L2]"
+sy_check "a leader that stops gives its lease back" \
+    test "$(redis-cli -p "$REDIS" get "$NS:leader")" != "$L2_ID"
+start "$L2"
+
 # --- Redis dies mid-rollout -------------------------------------------------
 start "$L" # back: it reads the fleet's state before it serves
 sy_eq "the restarted instance took the fleet's state" "$(field "$L" .state.phase)" promoted
