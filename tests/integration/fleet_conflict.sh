@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# fleet_conflict.sh - what a writer with a stale view of the fleet's state
+# does. Another instance's write is played by writing <ns>:state straight
+# into Redis without publishing it, so this instance has not seen it when
+# an operator changes the state:
+#   - its weight change is refused by the compare-and-set and gives way to
+#     the stored state (the conflict is counted);
+#   - its rollback is refused too, but wins: it is applied again on top of
+#     the stored state and written over it.
+. "$(dirname "$0")/lib.sh"
+sy_init "$@"
+
+sy_need_ctl
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+    { sy_not_ok "redis-server and redis-cli are there"; sy_finish; }
+
+sy_backends
+sy_port REDIS
+sy_redis "$REDIS"
+NS="sy-conflict-test"
+SOCK="$SY_TMP/ctl.sock"
+CONF="$SY_TMP/conflict.json"
+sy_config "$CONF" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0 \
+    extra="\"admin\": {\"socket\": \"$SOCK\"},
+  \"state\": {\"file\": \"state.json\"},
+  \"redis\": {\"url\": \"redis://127.0.0.1:$REDIS/0\", \"namespace\": \"$NS\"}"
+sy_proxy "$CONF" "$PORT" || sy_finish
+
+ctl()
+{
+    OUT=$("$CTL" -s "$SOCK" --timeout 20000 "$@" 2>&1)
+    RC=$?
+    ((RC == 0)) || echo "# switchyardctl $*: exit $RC: $OUT"
+}
+
+field()
+{
+    "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r "$1"
+}
+
+wait_field()
+{
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        [[ "$(field "$1")" == "$2" ]] && return 0
+        sleep 0.05
+    done
+    echo "# $1 = $(field "$1"), wanted $2"
+    return 1
+}
+
+# write_behind_its_back PERCENT PHASE: another instance's newer state, in
+# Redis only (no PUBLISH), two generations ahead.
+write_behind_its_back()
+{
+    local gen state
+    gen=$(($(redis-cli -p "$REDIS" hget "$NS:state" generation) + 2))
+    state=$(redis-cli -p "$REDIS" hget "$NS:state" state |
+        jq -c --argjson g "$gen" --argjson bp "$(($1 * 100))" --arg ph "$2" \
+            '.generation = $g | .candidate_bp = $bp | .phase = $ph |
+             .updated_by = "uid:4242" | .reason = "written elsewhere"')
+    redis-cli -p "$REDIS" hset "$NS:state" generation "$gen" state "$state" \
+        instance other-host:1 >/dev/null
+    echo "$gen"
+}
+
+sy_check "the instance seeded Redis" wait_field .redis.synced true 10
+
+# --- A stale weight change gives way -----------------------------------------
+gen=$(write_behind_its_back 40 idle)
+ctl weight 10 --reason "from a stale view"
+sy_eq "the stale instance's command itself succeeds locally" "$RC" 0
+sy_check "... but its write is refused and the stored state wins" \
+    wait_field .state.candidate_percent 40 5
+sy_eq "... at the stored generation" "$(field .state.generation)" "$gen"
+sy_eq "Redis still holds the other instance's write" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" instance)" other-host:1
+sy_eq "the conflict is counted" "$(field .redis.conflicts)" 1
+sy_match "... and logged" "$(cat "$SY_TMP/proxy.log")" \
+    "generation $gen from other-host:1 was written first; our unwritten changes give way"
+
+# --- A stale rollback wins --------------------------------------------------
+gen=$(write_behind_its_back 60 idle)
+ctl rollback --reason "bad build, seen from a stale view"
+sy_eq "the rollback applies at once" "$(field .state.candidate_percent)" 0
+sy_check "it stays: applied again on top of the stored state" \
+    wait_field .redis.synced true 10
+sy_eq "... which Redis now holds, rolled back" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r '"\(.phase) \(.candidate_bp)"')" \
+    "rolled_back 0"
+sy_eq "... one generation past the other instance's" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" generation)" $((gen + 1))
+sy_match "... with the operator's reason" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r .reason)" \
+    "^bad build, seen from a stale view \(applied again over generation $gen\)"
+sy_eq "... and the same operator" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r .updated_by)" "$(field .state.updated_by)"
+
+sy_finish
