@@ -2,8 +2,10 @@
 #   make run    build and start the demo (two backends + the proxy)
 #   make test   every unit and integration test, normal build and ASan+UBSan build
 #   make bench  switchyard side by side with HAProxy and nginx (bench/run), then
-#               how fast a failing candidate is taken out (bench/rollback)
-#   make bench-rollback  the latter alone
+#               how fast a failing candidate is taken out (bench/rollback), then
+#               a fleet of three sharing one Redis (bench/fleet)
+#   make bench-rollback  bench/rollback alone
+#   make bench-fleet     bench/fleet alone
 
 BUILD      ?= build
 BUILD_SAN  ?= build-san
@@ -12,7 +14,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
                 libhiredis-dev libcmocka-dev redis-server curl jq tzdata
 
-.PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback fuzz clean
+.PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback bench-fleet fuzz clean
 
 all: build
 
@@ -41,9 +43,13 @@ test: build build-san
 bench: build
 	./bench/run $(BUILD)
 	./bench/rollback $(BUILD)
+	./bench/fleet $(BUILD)
 
 bench-rollback: build
 	./bench/rollback $(BUILD)
+
+bench-fleet: build
+	./bench/fleet $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
