@@ -49,12 +49,13 @@ struct rollout {
     struct window_sum *sum; /* the traffic gate's, kept: it holds a histogram */
 
     bool active;
-    uint32_t step_seen; /* the state's step when this controller last looked */
+    uint32_t step_seen;            /* the state's step when this controller last looked */
     struct state_plan legacy_plan; /* the config's, for a state saved without a plan */
     enum conf_colour stable;       /* at the start: a promotion swaps the state's */
     int64_t started_ms;
     int64_t step_started_ms;      /* wall clock: for status and the report */
     int64_t step_started_mono_ms; /* monotonic: for the time gate */
+    int64_t step_started_s;       /* window_now_s(): the step's first second of traffic */
     struct step_record steps[ROLLOUT_STEPS_MAX];
     size_t nrecorded; /* steps begun */
     struct preflight *preflight;
@@ -153,6 +154,7 @@ static void begin_step(struct rollout *r, uint32_t weight_bp)
 
     r->step_started_ms = now_ms(r);
     r->step_started_mono_ms = mono_ms(r);
+    r->step_started_s = window_now_s();
     r->step_seen = service_state(r->svc)->step;
     /* The detector's verdict must rest on this step's traffic. */
     guard_rearm(r->guard);
@@ -183,13 +185,49 @@ static void note_numbers(struct rollout *r)
     s->verdict = d->verdict;
 }
 
+/* Adds colour's traffic of the last seconds to *out, from the fleet when
+ * it is the source, else from this instance's windows. */
+static void pool_sum(struct rollout *r, enum conf_colour c, int64_t now, unsigned seconds,
+                     struct window_sum *out)
+{
+    if (r->rate_sum != NULL)
+        r->rate_sum(r->rate_sum_arg, c, now, seconds, out);
+    else
+        proxy_pool_sum(r->proxy, c, now, seconds, out);
+}
+
+/* The step's own numbers at its end, judged as the detector would: the
+ * detector's last verdict may predate what ended the step (an instant
+ * flip's failures, within the last tick). Over the step's seconds, at most
+ * the windows' 64. */
+static void judge_step(struct rollout *r, struct step_record *s)
+{
+    enum conf_colour cand = r->stable == CONF_BLUE ? CONF_GREEN : CONF_BLUE;
+    int64_t now = window_now_s();
+    unsigned seconds = (unsigned)(now - r->step_started_s + 1);
+    struct window_sum *sums = calloc(2, sizeof(*sums)); /* histograms: not for the stack */
+    struct detect_result res;
+
+    if (sums == NULL)
+        return;
+    pool_sum(r, cand, now, seconds < WINDOW_SLOTS ? seconds : WINDOW_SLOTS, &sums[0]);
+    pool_sum(r, r->stable, now, seconds < WINDOW_SLOTS ? seconds : WINDOW_SLOTS, &sums[1]);
+    detect_judge(&running(r)->detector, &sums[0], &sums[1], &res);
+    free(sums);
+    if (res.candidate.requests == 0)
+        return;
+    s->candidate = res.candidate;
+    s->stable = res.stable;
+    s->verdict = res.verdict;
+}
+
 static void end_step(struct rollout *r)
 {
     struct step_record *s = current_step(r);
 
     if (s == NULL || s->ended_ms != 0)
         return;
-    note_numbers(r);
+    judge_step(r, s);
     s->ended_ms = now_ms(r);
     rollout_gates_text(r->gates, s->gates, sizeof(s->gates));
 }
@@ -324,12 +362,8 @@ static double measured_rps(struct rollout *r, const struct config *cfg)
     if (cfg->rollout.max_rps <= 0)
         return 0;
     window_sum_clear(r->sum);
-    for (int c = 0; c < CONF_COLOURS; c++) {
-        if (r->rate_sum != NULL)
-            r->rate_sum(r->rate_sum_arg, (enum conf_colour)c, now, seconds, r->sum);
-        else
-            proxy_pool_sum(r->proxy, (enum conf_colour)c, now, seconds, r->sum);
-    }
+    for (int c = 0; c < CONF_COLOURS; c++)
+        pool_sum(r, (enum conf_colour)c, now, seconds, r->sum);
     return (double)r->sum->requests / seconds;
 }
 
@@ -729,7 +763,7 @@ json_t *rollout_status_json(struct rollout *r)
                     (json_int_t)st->step, "weight", st->candidate_bp / 100.0, "step_started_at",
                     time_json(r->step_started_ms), "step_s", (json_int_t)plan_of(r)->step_s,
                     "gates", gates, "waiting_for",
-                    !leads(r)     ? "the fleet's leader (another instance) to advance it"
+                    !leads(r)    ? "the fleet's leader (another instance) to advance it"
                     : waiting[0] ? waiting
                                  : "nothing: advancing");
     return out;

@@ -121,6 +121,8 @@ sy_fault "$BLUE" '{"fail_rate": 0}'
 ctl --json rollout report
 sy_eq "rollout report: rolled back" "$(jq -r .report.outcome <<<"$OUT")" rolled_back
 sy_eq "... ended at the 25 % step" "$(jq -r '.report.steps[-1].weight' <<<"$OUT")" 25
+sy_eq "... whose numbers show the failures that ended it" \
+    "$(jq -r '.report.steps[-1].candidate.error_rate > 0' <<<"$OUT")" true
 sleep 1.5
 sy_eq "no automatic retry: the candidate stays at 0 %" "$(state_field candidate_percent)" 0
 
