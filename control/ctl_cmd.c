@@ -2,7 +2,7 @@
  *
  * Global options (-s, --json, --timeout, --help) may stand anywhere; the
  * command's own options (--reason, --if-generation, --since, --follow,
- * --steps, --step-s) are collected too and then checked against what the
+ * --local, --steps, --step-s) are collected too and then checked against what the
  * command accepts, so a typo such as `pause --since 3` is a usage error
  * rather than a silently ignored word. Everything is validated here, before
  * a connection is made: a bad command line never reaches switchyard.
@@ -33,11 +33,15 @@ const char ctl_usage_text[] =
     "  promote                 make the candidate the new stable (100 %)\n"
     "  rollback                send all traffic back to stable now; allowed in every\n"
     "                          phase, even when the state cannot be persisted\n"
-    "  events [--since N] [--follow]\n"
+    "  events [--since N] [--follow] [--local]\n"
     "                          the recent changes, one line each (time, generation,\n"
-    "                          who, op, from -> to, why); --since N shows only\n"
-    "                          generations above N; --follow keeps printing new ones\n"
-    "                          until switchyard closes or Ctrl-C\n"
+    "                          who, op, from -> to, why); with Redis configured, the\n"
+    "                          whole fleet's, each with the instance that made it;\n"
+    "                          --since N shows only generations above N; --local\n"
+    "                          shows this instance's own events only; --follow keeps\n"
+    "                          printing this instance's new ones (changes taken from\n"
+    "                          the fleet show as op \"sync\") until switchyard closes\n"
+    "                          or Ctrl-C\n"
     "  server disable|enable|drain POOL/NAME\n"
     "                          change one server's admin state (e.g. blue/blue-1)\n"
     "  reload                  re-read the config file\n"
@@ -82,6 +86,7 @@ const char ctl_usage_text[] =
     "  switchyardctl rollback --reason \"5xx on checkout\"\n"
     "  switchyardctl -s /run/switchyard/admin.sock --json status | jq .state\n"
     "  switchyardctl events --since 40 --follow\n"
+    "  switchyardctl events --local\n"
     "  switchyardctl server drain blue/blue-1\n"
     "  switchyardctl rollout start --steps 1,5,25,100 --step-s 60 --reason \"release 42\"\n"
     "  switchyardctl rollout status\n"
@@ -94,6 +99,7 @@ enum {
     OPT_FOLLOW = 1u << 3,
     OPT_STEPS = 1u << 4,
     OPT_STEP_S = 1u << 5,
+    OPT_LOCAL = 1u << 6,
 };
 
 #define MAX_WORDS 4
@@ -109,6 +115,7 @@ struct words {
     const char *steps;
     const char *step_s;
     bool follow;
+    bool local;
     unsigned seen; /* OPT_* given */
     bool help;
 };
@@ -135,7 +142,7 @@ static const struct command commands[] = {
     {"resume", "resume", 0, OPT_REASON | OPT_GENERATION},
     {"promote", "promote", 0, OPT_REASON | OPT_GENERATION},
     {"rollback", "rollback", 0, OPT_REASON | OPT_GENERATION},
-    {"events", "events", 0, OPT_SINCE | OPT_FOLLOW},
+    {"events", "events", 0, OPT_SINCE | OPT_FOLLOW | OPT_LOCAL},
     {"server", NULL, 2, 0},
     {"reload", "reload", 0, 0},
     {"rollout", NULL, 1, 0},
@@ -151,8 +158,8 @@ static const struct subcommand subcommands[] = {
 };
 
 /* Indexed by the bit number of OPT_*. */
-static const char *const opt_names[] = {"--reason", "--if-generation", "--since",
-                                        "--follow", "--steps",         "--step-s"};
+static const char *const opt_names[] = {"--reason", "--if-generation", "--since", "--follow",
+                                        "--steps",  "--step-s",        "--local"};
 
 static int fail(char *err, size_t err_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -306,6 +313,11 @@ static int take_option(int argc, char **argv, int *i, struct ctl_options *o, str
     if (strcmp(arg, "--follow") == 0) {
         w->follow = true;
         w->seen |= OPT_FOLLOW;
+        return 0;
+    }
+    if (strcmp(arg, "--local") == 0) {
+        w->local = true;
+        w->seen |= OPT_LOCAL;
         return 0;
     }
     for (size_t k = 0; k < sizeof(value_opts) / sizeof(value_opts[0]); k++) {
@@ -584,6 +596,9 @@ static int add_fields(const struct command *c, const struct words *w, json_t *re
             return -1;
     }
     if ((c->opts & OPT_FOLLOW) && set_new(req, "follow", json_boolean(w->follow), err, err_len) < 0)
+        return -1;
+    /* Only when asked: a switchyard older than the option refuses the key. */
+    if (w->local && set_new(req, "local", json_true(), err, err_len) < 0)
         return -1;
     return add_plan(w, req, err, err_len);
 }

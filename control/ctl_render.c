@@ -157,6 +157,69 @@ static const char *ms_text(const json_t *v, char *buf, size_t len)
     return buf;
 }
 
+/* "redis  up, URL ns NS, instance ID (leader)" or "redis  DOWN for N s:
+ * WHY; serving the last known state". */
+static void print_redis_link(FILE *out, const json_t *r)
+{
+    const char *holder = str_or(r, "holder", NULL);
+    json_int_t queued = json_integer_value(json_object_get(r, "events_queued"));
+
+    if (!json_is_true(json_object_get(r, "up"))) {
+        fprintf(out, "%-12sDOWN for %lld s: %s; serving the last known state\n", "redis",
+                (long long)(json_integer_value(json_object_get(r, "down_for_ms")) / 1000),
+                str_or(r, "last_error", "unreachable"));
+        return;
+    }
+    fprintf(out, "%-12sup, %s ns %s, instance %s", "redis", str_or(r, "url", "-"),
+            str_or(r, "namespace", "-"), str_or(r, "instance", "-"));
+    if (json_is_true(json_object_get(r, "leader")))
+        fprintf(out, " (leader)");
+    else if (holder != NULL)
+        fprintf(out, ", leader %s", holder);
+    if (queued > 0)
+        fprintf(out, ", %lld events waiting to be written", (long long)queued);
+    fputc('\n', out);
+}
+
+/* The requests per second of an instance's pools together. */
+static double instance_rps(const json_t *in)
+{
+    const char *pool;
+    json_t *r;
+    double sum = 0;
+
+    json_object_foreach((json_t *)json_object_get(in, "rps"), pool, r) sum += json_number_value(r);
+    return sum;
+}
+
+/* "fleet  3 instances: vm:1 (leader) 812 rps, vm:2 790 rps, ...". */
+static void print_fleet(FILE *out, const json_t *instances, const char *holder)
+{
+    size_t i, n = json_array_size(instances);
+    json_t *in;
+
+    fprintf(out, "%-12s%zu instance%s%s", "fleet", n, n == 1 ? "" : "s", n > 0 ? ":" : "");
+    json_array_foreach(instances, i, in)
+    {
+        const char *id = str_or(in, "id", "-");
+        fprintf(out, "%s %s%s %.0f rps", i > 0 ? "," : "", id,
+                holder != NULL && strcmp(id, holder) == 0 ? " (leader)" : "", instance_rps(in));
+    }
+    fputc('\n', out);
+}
+
+/* The Redis link and the fleet, when Redis is configured. */
+static void print_redis(FILE *out, const json_t *r)
+{
+    const json_t *instances = json_object_get(json_object_get(r, "fleet"), "instances");
+
+    if (!json_is_object(r))
+        return;
+    print_redis_link(out, r);
+    if (json_is_array(instances))
+        print_fleet(out, instances, str_or(r, "holder", NULL));
+}
+
 /* The detector's verdict and each pool's traffic over the window, when the
  * reply has them (an older switchyard's has not). */
 static void print_traffic(FILE *out, const json_t *reply, const json_t *pools)
@@ -169,6 +232,7 @@ static void print_traffic(FILE *out, const json_t *reply, const json_t *pools)
     if (json_is_object(det))
         fprintf(out, "%-12s%s: %s\n", "detector", str_or(det, "verdict", "-"),
                 str_or(det, "reason", ""));
+    print_redis(out, json_object_get(reply, "redis"));
     json_object_foreach((json_t *)pools, pool, p)
     {
         const json_t *t = json_object_get(p, "traffic");
@@ -254,21 +318,25 @@ int ctl_render_event(FILE *out, const json_t *event)
     const char *time = str_or(event, "time", "-");
     const char *who = str_or(event, "who", "-");
     const char *op = str_or(event, "op", NULL);
-    bool swapped;
+    /* The fleet's stream says which instance made it; this one's ring not. */
+    const char *instance = str_or(event, "instance", NULL);
+    bool server = from == NULL && to == NULL; /* a server's change: no transition */
+    bool swapped = strcmp(str_or(from, "stable", ""), str_or(to, "stable", "")) != 0;
     char a[128], b[128];
 
     if (!json_is_integer(gen) || op == NULL)
         return -1;
-    if (from == NULL && to == NULL) { /* a server's change: no transition */
-        fprintf(out, "%s  %lld  %s  %s  %s\n", time, (long long)json_integer_value(gen), who, op,
-                str_or(event, "why", "-"));
+    if (!server && (side_format(from, swapped, a, sizeof(a)) < 0 ||
+                    side_format(to, swapped, b, sizeof(b)) < 0))
+        return -1;
+    fprintf(out, "%s  %lld  ", time, (long long)json_integer_value(gen));
+    if (instance != NULL)
+        fprintf(out, "%s  ", instance);
+    if (server) {
+        fprintf(out, "%s  %s  %s\n", who, op, str_or(event, "why", "-"));
         return 0;
     }
-    swapped = strcmp(str_or(from, "stable", ""), str_or(to, "stable", "")) != 0;
-    if (side_format(from, swapped, a, sizeof(a)) < 0 || side_format(to, swapped, b, sizeof(b)) < 0)
-        return -1;
-    fprintf(out, "%s  %lld  %s  %s  %s \u2192 %s  %s", time, (long long)json_integer_value(gen),
-            who, op, a, b, str_or(event, "why", "-"));
+    fprintf(out, "%s  %s  %s \u2192 %s  %s", who, op, a, b, str_or(event, "why", "-"));
     if (json_is_false(json_object_get(event, "persisted")))
         fprintf(out, " (%s)", str_or(event, "note", "not persisted"));
     fputc('\n', out);

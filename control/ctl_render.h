@@ -12,7 +12,10 @@
 #include <jansson.h>
 
 /* Prints a status reply ({"ok":true,"state":{...},"pools":{...}}) as an
- * aligned table: the state, one line per field, then one line per server.
+ * aligned table: the state, one line per field, the detector's verdict,
+ * with Redis the link ("redis  up, URL ns NS, instance ID (leader)" or
+ * "redis  DOWN for N s: WHY; ...") and the fleet's instances, then one line
+ * per server.
  * Returns 0, or -1 when state fields are missing or ill-typed. */
 int ctl_render_status(FILE *out, const json_t *reply) __attribute__((warn_unused_result));
 
@@ -23,7 +26,8 @@ int ctl_render_change(FILE *out, const char *cmd, const json_t *reply)
     __attribute__((warn_unused_result));
 
 /* Prints one event (as events_to_json() gives it) on one line: time,
- * generation, who, op, from -> to, why. Returns 0, or -1 when a field is
+ * generation, the instance (events from the fleet's stream have one), who,
+ * op, from -> to, why. Returns 0, or -1 when a field is
  * missing. */
 int ctl_render_event(FILE *out, const json_t *event) __attribute__((warn_unused_result));
 

@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
 #include "control/guard.h"
+#include "control/redis_fleet.h"
 #include "control/reload.h"
 #include "control/service.h"
 #include "control/status.h"
@@ -113,6 +115,34 @@ static void collect_scalars(const struct status_sources *src, struct metrics_inp
     in->reloads = reloader_count(src->reloader);
 }
 
+/* Instances the fleet heard from lately, this one included once it has
+ * published. */
+static uint32_t live_instances(const struct redis_fleet *f)
+{
+    const struct fleet_ring *ring = redis_fleet_ring(f);
+    struct timespec ts;
+    struct fleet_instance in;
+    uint32_t n = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < fleet_ring_count(ring); i++) {
+        fleet_ring_instance(ring, i, now_ms, &in);
+        if (in.report_age_ms <= REDIS_FLEET_LIVE_MS)
+            n++;
+    }
+    return n;
+}
+
+static void collect_redis(const struct status_sources *src, struct metrics_input *in)
+{
+    if (src->sync == NULL)
+        return;
+    in->redis = true;
+    redis_sync_stats(src->sync, &in->redis_stats);
+    in->fleet_instances = src->fleet != NULL ? live_instances(src->fleet) : 0;
+}
+
 int metrics_collect(const struct status_sources *src, struct metrics_input *in)
 {
     /* A sum holds a histogram: not for the stack. */
@@ -122,6 +152,7 @@ int metrics_collect(const struct status_sources *src, struct metrics_input *in)
     if (scratch == NULL)
         return -1;
     collect_scalars(src, in);
+    collect_redis(src, in);
     for (int c = 0; c < CONF_COLOURS; c++) {
         if (collect_pool(src, (enum conf_colour)c, scratch, &in->pools[c]) < 0) {
             free(scratch);
@@ -395,6 +426,41 @@ static void put_process(struct text *t, const struct metrics_input *in)
     put(t, "switchyard_reloads_total %u\n", in->reloads);
 }
 
+static void put_gauge(struct text *t, const char *name, const char *help, uint64_t value)
+{
+    put_family(t, name, "gauge", help);
+    put(t, "%s %" PRIu64 "\n", name, value);
+}
+
+static void put_counter(struct text *t, const char *name, const char *help, uint64_t value)
+{
+    put_family(t, name, "counter", help);
+    put(t, "%s %" PRIu64 "\n", name, value);
+}
+
+static void put_redis(struct text *t, const struct metrics_input *in)
+{
+    const struct redis_sync_stats *st = &in->redis_stats;
+
+    put_gauge(t, "switchyard_redis_up", "1 while the link to Redis is up, else 0.", st->up);
+    put_counter(t, "switchyard_redis_connects_total",
+                "Links to Redis made since start, the first included.", st->connects);
+    put_gauge(t, "switchyard_fleet_leader",
+              "1 while this instance holds the fleet's leader lease, else 0.", st->leader);
+    put_gauge(t, "switchyard_redis_synced", "1 when Redis holds this instance's current state.",
+              st->synced);
+    put_counter(t, "switchyard_redis_conflicts_total",
+                "State writes refused because another instance wrote first.", st->conflicts);
+    put_counter(t, "switchyard_redis_adopted_total",
+                "States taken from Redis (other instances' changes).", st->adopted);
+    put_gauge(t, "switchyard_redis_events_queued", "Events waiting to be written to Redis.",
+              st->events_queued);
+    put_counter(t, "switchyard_redis_events_dropped_total",
+                "Events lost because the queue was full while Redis was away.", st->events_dropped);
+    put_gauge(t, "switchyard_fleet_instances",
+              "Instances that published their signals in the last 3 s.", in->fleet_instances);
+}
+
 int metrics_render(const struct metrics_input *in, struct evbuffer *out)
 {
     struct text t = {out, false};
@@ -403,5 +469,7 @@ int metrics_render(const struct metrics_input *in, struct evbuffer *out)
     put_server_families(&t, in);
     put_state(&t, &in->state, in->persisted);
     put_process(&t, in);
+    if (in->redis)
+        put_redis(&t, in);
     return t.failed ? -1 : 0;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "conf/config.h"
+#include "control/redis_sync.h"
 #include "control/state.h"
 #include "health/detect.h"
 #include "proxy/snapshot.h"
@@ -78,6 +79,9 @@ struct metrics_input {
     uint32_t connections_refused;
     unsigned reloads;
     struct metrics_pool pools[CONF_COLOURS];
+    bool redis; /* configured: the redis and fleet families are shown */
+    struct redis_sync_stats redis_stats;
+    uint32_t fleet_instances; /* that published within REDIS_FLEET_LIVE_MS */
 };
 
 /* Fills *in from src (borrowed; see control/status.h). The server names stay

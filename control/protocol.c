@@ -46,7 +46,7 @@ static const struct command commands[PROTOCOL_CMDS] = {
     [PROTOCOL_CMD_RESUME] = {"resume", "reason expect_generation", parse_change},
     [PROTOCOL_CMD_PROMOTE] = {"promote", "reason expect_generation", parse_change},
     [PROTOCOL_CMD_ROLLBACK] = {"rollback", "reason expect_generation", parse_change},
-    [PROTOCOL_CMD_EVENTS] = {"events", "since follow", parse_events},
+    [PROTOCOL_CMD_EVENTS] = {"events", "since follow local", parse_events},
     [PROTOCOL_CMD_SERVER_DISABLE] = {"server.disable", "server", parse_server},
     [PROTOCOL_CMD_SERVER_ENABLE] = {"server.enable", "server", parse_server},
     [PROTOCOL_CMD_SERVER_DRAIN] = {"server.drain", "server", parse_server},
@@ -187,13 +187,17 @@ static int parse_events(const json_t *obj, struct protocol_request *req, struct 
 {
     const json_t *since = json_object_get(obj, "since");
     const json_t *follow = json_object_get(obj, "follow");
+    const json_t *local = json_object_get(obj, "local");
 
     if (since != NULL && (!json_is_integer(since) || json_integer_value(since) < 0))
         return fail(err, "bad_request", "since: expected an integer >= 0");
     if (follow != NULL && !json_is_boolean(follow))
         return fail(err, "bad_request", "follow: expected true or false");
+    if (local != NULL && !json_is_boolean(local))
+        return fail(err, "bad_request", "local: expected true or false");
     req->since = since != NULL ? (uint64_t)json_integer_value(since) : 0;
     req->follow = json_is_true(follow);
+    req->local = json_is_true(local);
     return 0;
 }
 
@@ -599,6 +603,22 @@ json_t *protocol_events_reply(json_t *events, size_t line_max)
     size_t budget = line_max > EVENTS_ENVELOPE ? line_max - EVENTS_ENVELOPE : 0;
     bool truncated = keep_newest_fitting(events, budget);
     return json_pack("{s:b, s:o, s:b}", "ok", 1, "events", events, "truncated", truncated);
+}
+
+void protocol_events_since(json_t *events, uint64_t since)
+{
+    size_t i = 0;
+
+    if (since == 0)
+        return;
+    while (i < json_array_size(events)) {
+        const json_t *gen = json_object_get(json_array_get(events, i), "generation");
+        if (!json_is_integer(gen) || json_integer_value(gen) < 0 ||
+            (uint64_t)json_integer_value(gen) <= since)
+            json_array_remove(events, i);
+        else
+            i++;
+    }
 }
 
 json_t *protocol_event_line(json_t *event)

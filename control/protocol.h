@@ -60,6 +60,7 @@ struct protocol_request {
     uint32_t weight_bp;         /* weight: 0..CONF_WEIGHT_BP_MAX */
     uint64_t since;             /* events: generation to list after, 0 when absent */
     bool follow;                /* events: stream later events */
+    bool local;                 /* events: this instance's own, not the fleet's stream */
     enum conf_colour pool;      /* server.*: the part of "server" before the slash */
     char server[PROTOCOL_SERVER_NAME_MAX + 1]; /* server.*: the part after it */
     uint32_t steps_bp[PROTOCOL_STEPS_MAX];     /* rollout.start: each > 0, increasing, last 10000 */
@@ -137,6 +138,11 @@ json_t *protocol_reload_refused(const struct conf_errors *errs);
  * the reply fits in a line of line_max bytes; truncated says whether any
  * was dropped. */
 json_t *protocol_events_reply(json_t *events, size_t line_max);
+
+/* Keeps the events (a JSON array, borrowed) whose generation is above
+ * since, as events_foreach() does; since 0 keeps all. An event without a
+ * generation is dropped: it cannot be placed. */
+void protocol_events_since(json_t *events, uint64_t since);
 
 /* {"event":EVENT} for a follower, from event (stolen). */
 json_t *protocol_event_line(json_t *event);

@@ -57,6 +57,7 @@ struct redis_sync {
     char **queue;
     size_t qhead, qlen;
     bool xadd_busy;
+    struct events_read *reads; /* redis_sync_read_events() under way */
 
     struct redis_sync_stats stats;
 };
@@ -542,10 +543,13 @@ struct redis_sync *redis_sync_new(struct event_base *base, struct service *svc,
     return rs;
 }
 
+static void events_reads_abort(struct redis_sync *rs);
+
 void redis_sync_free(struct redis_sync *rs)
 {
     if (rs == NULL)
         return;
+    events_reads_abort(rs); /* redis_conn_free() drops their replies */
     if (rs->svc != NULL)
         service_set_replicator(rs->svc, NULL, NULL);
     redis_conn_free(rs->conn);
@@ -630,4 +634,134 @@ json_t *redis_sync_status_json(const struct redis_sync *rs)
                      (json_int_t)rs->redis_gen, "conflicts", (json_int_t)st.conflicts,
                      "events_queued", (json_int_t)st.events_queued, "events_dropped",
                      (json_int_t)st.events_dropped);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading the stream */
+
+struct events_read {
+    struct redis_sync *rs;
+    uint32_t timeout_ms;
+    redis_events_cb cb;
+    void *arg;
+    struct events_read *next; /* rs->reads */
+};
+
+static void events_read_unlink(struct events_read *r)
+{
+    struct events_read **p = &r->rs->reads;
+
+    while (*p != r)
+        p = &(*p)->next;
+    *p = r->next;
+}
+
+/* The value of field name in an entry's [field, value, ...] array. */
+static const char *entry_field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i], *v = fields->element[i + 1];
+        if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            strcmp(f->str, name) == 0)
+            return v->str;
+    }
+    return NULL;
+}
+
+/* One XREVRANGE entry, [id, [field, value, ...]], as the stored event plus
+ * "instance": a new object, or NULL when it is not one of ours. */
+static json_t *entry_event(const redisReply *entry)
+{
+    const redisReply *fields;
+    const char *text, *instance;
+    json_t *e;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+        entry->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    fields = entry->element[1];
+    text = entry_field(fields, "event");
+    instance = entry_field(fields, "instance");
+    e = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_object(e) || instance == NULL ||
+        json_object_set_new(e, "instance", json_string(instance)) < 0) {
+        json_decref(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* XREVRANGE gives the newest first: the list is built the other way round.
+ * Entries that are not events are skipped. Returns a new array, or NULL
+ * when out of memory. */
+static json_t *events_from_reply(const redisReply *reply)
+{
+    json_t *list = json_array();
+
+    for (size_t i = reply->elements; list != NULL && i > 0; i--) {
+        json_t *e = entry_event(reply->element[i - 1]);
+        if (e == NULL) {
+            log_debug("redis: an entry of the events stream is not an event: skipped");
+            continue;
+        }
+        if (json_array_append_new(list, e) < 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return list;
+}
+
+static void events_read_cb(const redisReply *reply, const char *err, void *arg)
+{
+    struct events_read *r = arg;
+    char why[512];
+    json_t *list = NULL;
+
+    events_read_unlink(r);
+    if (err != NULL && strncmp(err, "timed out", 9) == 0)
+        snprintf(why, sizeof(why), "Redis did not answer within %u ms", r->timeout_ms);
+    else if (err != NULL)
+        snprintf(why, sizeof(why), "Redis is unreachable: %s%s%s", err,
+                 redis_conn_last_error(r->rs->conn)[0] ? ": " : "",
+                 redis_conn_last_error(r->rs->conn));
+    else if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(why, sizeof(why), "Redis refused XREVRANGE: %s", reply->str);
+    else if (reply->type != REDIS_REPLY_ARRAY)
+        snprintf(why, sizeof(why), "Redis answered XREVRANGE with a reply of type %d", reply->type);
+    else if ((list = events_from_reply(reply)) == NULL)
+        snprintf(why, sizeof(why), "out of memory for the events");
+    r->cb(list, list != NULL ? NULL : why, r->arg);
+    free(r);
+}
+
+int redis_sync_read_events(struct redis_sync *rs, uint32_t timeout_ms, redis_events_cb cb,
+                           void *arg)
+{
+    struct events_read *r = calloc(1, sizeof(*r));
+    char count[24];
+
+    if (r == NULL)
+        return -1;
+    *r = (struct events_read){.rs = rs, .timeout_ms = timeout_ms, .cb = cb, .arg = arg};
+    snprintf(count, sizeof(count), "%d", REDIS_SYNC_EVENTS_READ);
+    if (redis_conn_commandf(rs->conn, timeout_ms, events_read_cb, r, "XREVRANGE %s + - COUNT %s",
+                            rs->key_events, count) < 0) {
+        free(r);
+        return -1;
+    }
+    r->next = rs->reads;
+    rs->reads = r;
+    return 0;
+}
+
+/* rs goes away with reads under way: each still gets its one answer. */
+static void events_reads_abort(struct redis_sync *rs)
+{
+    while (rs->reads != NULL) {
+        struct events_read *r = rs->reads;
+        rs->reads = r->next;
+        r->cb(NULL, "switchyard is shutting down", r->arg);
+        free(r);
+    }
 }

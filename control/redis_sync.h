@@ -32,6 +32,7 @@
 #define REDIS_SYNC_POLL_MS 1000        /* re-read the state even without a message */
 #define REDIS_SYNC_EVENTS_QUEUED 4096  /* events waiting for Redis, at most */
 #define REDIS_SYNC_EVENTS_MAXLEN 10000 /* the stream keeps about this many */
+#define REDIS_SYNC_EVENTS_READ 256     /* events redis_sync_read_events() gives */
 
 struct event_base;
 struct redis_conn;
@@ -80,5 +81,19 @@ struct redis_sync_stats {
     uint64_t events_dropped; /* lost: the queue was full while Redis was away */
 };
 void redis_sync_stats(const struct redis_sync *rs, struct redis_sync_stats *out);
+
+/* The fleet's audit trail, for `switchyardctl events`: events (new, the
+ * callback owns it) is a JSON array of the stream's last
+ * REDIS_SYNC_EVENTS_READ events, oldest first, each the stored event object
+ * plus "instance" (who made it); or events is NULL and err (borrowed) says
+ * why: "Redis did not answer within 1000 ms", "Redis is unreachable: ...". */
+typedef void (*redis_events_cb)(json_t *events, const char *err, void *arg);
+
+/* Reads <ns>:events (XREVRANGE), waiting at most timeout_ms for Redis.
+ * Returns 0: cb runs exactly once, later, from the loop (with an error when
+ * rs is freed first); or -1 when out of memory: cb never runs. arg is
+ * borrowed until cb. */
+int redis_sync_read_events(struct redis_sync *rs, uint32_t timeout_ms, redis_events_cb cb,
+                           void *arg) __attribute__((warn_unused_result));
 
 #endif

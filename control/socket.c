@@ -24,6 +24,7 @@
 
 #include "conf/log.h"
 #include "control/protocol.h"
+#include "control/redis_sync.h"
 #include "control/reload.h"
 #include "control/rollout.h"
 #include "control/socket.h"
@@ -32,13 +33,22 @@
 
 #define BACKLOG 64
 
+/* An events request waiting for the fleet's stream. The read owns it and
+ * frees it when Redis answers; closing the client only detaches it. */
+struct fleet_read {
+    struct client *client; /* NULL once the client is closed */
+    uint64_t since;
+};
+
 struct client {
     struct ctlsock *cs;
     struct bufferevent *bev;
-    char who[32];   /* "uid:<uid>", the state's updated_by */
-    bool following; /* gets {"event":...} lines */
-    bool closing;   /* no more input; closed once the output is flushed */
-    bool dead;      /* on the dead list, freed by reap_cb */
+    char who[32];               /* "uid:<uid>", the state's updated_by */
+    struct fleet_read *reading; /* a reply owed later: the next requests wait */
+    bool following;             /* gets {"event":...} lines */
+    bool eof;                   /* the peer half-closed: no more requests */
+    bool closing;               /* no more input; closed once the output is flushed */
+    bool dead;                  /* on the dead list, freed by reap_cb */
     struct client *next;
     struct client *prev;
 };
@@ -87,6 +97,9 @@ static void client_close(struct client *c, const char *why)
         return;
     log_debug("control socket: %s: closing: %s", c->who, why);
     c->dead = true;
+    if (c->reading != NULL)
+        c->reading->client = NULL;
+    c->reading = NULL;
     cs->nclients--;
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->prev != NULL)
@@ -359,25 +372,17 @@ static const command_cb handlers[PROTOCOL_CMDS] = {
     [PROTOCOL_CMD_ROLLOUT_REPORT] = cmd_rollout_report,
 };
 
-/* Returns a new reply to one request line (borrowed, len bytes, no
- * newline), or NULL when out of memory. */
-static json_t *dispatch(struct client *c, const char *line, size_t len)
+/* Returns a new reply to a request (borrowed), or NULL when out of memory. */
+static json_t *dispatch(struct client *c, const struct protocol_request *req)
 {
-    struct protocol_request req;
-    struct protocol_error err;
-
-    if (protocol_parse(line, len, &req, &err) < 0)
-        return protocol_error_reply(err.code, "%s", err.message);
-    if (handlers[req.cmd] == NULL)
-        return cmd_unsupported(c, &req);
-    return handlers[req.cmd](c, &req);
+    if (handlers[req->cmd] == NULL)
+        return cmd_unsupported(c, req);
+    return handlers[req->cmd](c, req);
 }
 
-/* Parses and answers one line (borrowed, len bytes, no newline). */
-static void handle_line(struct client *c, const char *line, size_t len)
+/* Sends reply (new, consumed; NULL: out of memory, which closes c). */
+static void send_reply(struct client *c, json_t *reply)
 {
-    json_t *reply = dispatch(c, line, len);
-
     if (reply == NULL) {
         client_close(c, "out of memory");
         return;
@@ -387,6 +392,84 @@ static void handle_line(struct client *c, const char *line, size_t len)
                   json_string_value(json_object_get(json_object_get(reply, "error"), "code")));
     (void)client_send(c, reply);
     json_decref(reply);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The fleet's events: a reply that comes when Redis answers */
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_end_input(struct client *c);
+
+/* With Redis, events lists the fleet's stream. --local, and --follow (a
+ * follower streams this instance's ring, where changes taken from the fleet
+ * show as op "sync"), stay with this instance. */
+static bool events_from_fleet(const struct client *c, const struct protocol_request *req)
+{
+    return req->cmd == PROTOCOL_CMD_EVENTS && c->cs->status->sync != NULL && !req->local &&
+           !req->follow;
+}
+
+/* Returns a new reply to the stream's events (stolen) or to err. */
+static json_t *fleet_events_reply(json_t *events, const char *err, uint64_t since)
+{
+    if (events == NULL)
+        return protocol_error_reply(
+            "redis_unavailable",
+            "%s; `switchyardctl events --local` shows this instance's own events", err);
+    protocol_events_since(events, since);
+    return protocol_events_reply(events, CTLSOCK_LINE_MAX);
+}
+
+static void fleet_events_cb(json_t *events, const char *err, void *arg)
+{
+    struct fleet_read *fr = arg;
+    struct client *c = fr->client;
+    uint64_t since = fr->since;
+
+    free(fr);
+    if (c == NULL) { /* gone while Redis was asked */
+        json_decref(events);
+        return;
+    }
+    c->reading = NULL;
+    send_reply(c, fleet_events_reply(events, err, since));
+    /* The requests that came meanwhile are next. */
+    client_read_cb(c->bev, c);
+    if (!c->dead && c->eof && c->reading == NULL)
+        client_end_input(c);
+}
+
+/* Asks Redis for the fleet's events on behalf of c, which takes no other
+ * request until the reply went out. Returns 0, or -1 when out of memory. */
+static int fleet_events_start(struct client *c, const struct protocol_request *req)
+{
+    struct fleet_read *fr = calloc(1, sizeof(*fr));
+
+    if (fr == NULL)
+        return -1;
+    *fr = (struct fleet_read){.client = c, .since = req->since};
+    if (redis_sync_read_events(c->cs->status->sync, CTLSOCK_FLEET_EVENTS_MS, fleet_events_cb, fr) <
+        0) {
+        free(fr);
+        return -1;
+    }
+    c->reading = fr;
+    return 0;
+}
+
+/* Parses and answers one line (borrowed, len bytes, no newline). */
+static void handle_line(struct client *c, const char *line, size_t len)
+{
+    struct protocol_request req;
+    struct protocol_error err;
+
+    if (protocol_parse(line, len, &req, &err) < 0) {
+        send_reply(c, protocol_error_reply(err.code, "%s", err.message));
+    } else if (!events_from_fleet(c, &req)) {
+        send_reply(c, dispatch(c, &req));
+    } else if (fleet_events_start(c, &req) < 0) {
+        client_close(c, "out of memory");
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -416,7 +499,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     struct client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    while (!c->dead && !c->closing) {
+    while (!c->dead && !c->closing && c->reading == NULL) {
         size_t len = 0;
         bool too_long;
         char *line = next_line(in, &len, &too_long);
@@ -448,20 +531,28 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         client_close(c, "closed after the last reply");
 }
 
+/* The peer sends no more requests: c closes once its replies went out. */
+static void client_end_input(struct client *c)
+{
+    c->closing = true;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        client_close(c, "client closed");
+}
+
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct client *c = arg;
 
     if (what & BEV_EVENT_EOF) {
         /* A half-close means "no more requests", not "stop answering": the
-         * replies already queued go out first. A follower is closed too: a
-         * peer that went away would otherwise hold its slot until an event
-         * happened to fail a write, and one that only half-closed has said
-         * it is done. */
+         * replies already queued, and one Redis still owes, go out first. A
+         * follower is closed too: a peer that went away would otherwise hold
+         * its slot until an event happened to fail a write, and one that
+         * only half-closed has said it is done. */
         bufferevent_disable(bev, EV_READ);
-        c->closing = true;
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            client_close(c, "client closed");
+        c->eof = true;
+        if (c->reading == NULL)
+            client_end_input(c);
     } else if (what & BEV_EVENT_ERROR) {
         client_close(c, strerror(EVUTIL_SOCKET_ERROR()));
     } else if (what & BEV_EVENT_TIMEOUT) {

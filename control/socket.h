@@ -5,7 +5,10 @@
  * (SO_PEERCRED), then sends requests such as {"cmd":"weight","percent":25}
  * and gets one reply line each (the protocol itself is control/protocol.c);
  * {"cmd":"events","follow":true} turns a client into a follower that receives every later state
- * change as {"event":...} lines. A client that lets more than CTLSOCK_OUTPUT_MAX bytes of replies
+ * change as {"event":...} lines. With Redis configured, {"cmd":"events"}
+ * answers from the fleet's stream (<ns>:events) once Redis replies, and
+ * that client's next requests wait for it; "local":true, and a follower,
+ * read this instance's own ring. A client that lets more than CTLSOCK_OUTPUT_MAX bytes of replies
  * pile up is dropped: the control thread never waits for anyone.
  */
 #ifndef SY_CONTROL_SOCKET_H
@@ -24,6 +27,7 @@
 #define CTLSOCK_CLIENTS_MAX 64           /* clients at once; more get "busy" */
 #define CTLSOCK_IDLE_S 60                /* a silent (or non-reading) client is closed */
 #define CTLSOCK_ACCEPT_PAUSE_MS 100      /* after EMFILE and the like */
+#define CTLSOCK_FLEET_EVENTS_MS 1000     /* events waits this long for the fleet's stream */
 
 struct ctlsock;
 

@@ -29,7 +29,7 @@ struct status_sources {
     const struct proxy *proxy;           /* NULL: no traffic figures */
     const struct guard *guard;           /* NULL: no verdict */
     struct rollout *rollout;             /* NULL: no rollout commands */
-    const struct redis_sync *sync;       /* NULL: no Redis configured */
+    struct redis_sync *sync;             /* NULL: no Redis configured; events reads it */
     const struct redis_fleet *fleet;     /* NULL: no Redis configured */
     int64_t started_s;                   /* window_now_s() at start */
 };

@@ -24,10 +24,11 @@ NS="sy-fleet-test"
 sy_redis "$REDIS" --appendonly yes --appendfsync always
 
 NAMES=(a b c)
-declare -A PORTS SOCKS PIDS
+declare -A PORTS SOCKS PIDS ADMINS
 for n in "${NAMES[@]}"; do
     sy_port "PORTS[$n]"
     SOCKS[$n]="$SY_TMP/ctl-$n.sock"
+    sy_port "ADMINS[$n]"
 done
 
 write_config()
@@ -35,7 +36,7 @@ write_config()
     local n=$1
     sy_config "$SY_TMP/$n.json" port="${PORTS[$n]}" blue="blue-1@$BLUE" green="green-1@$GREEN" \
         percent=0 alog="access-$n.log" \
-        extra="\"admin\": {\"socket\": \"${SOCKS[$n]}\"},
+        extra="\"admin\": {\"socket\": \"${SOCKS[$n]}\", \"http\": \"127.0.0.1:${ADMINS[$n]}\"},
   \"state\": {\"file\": \"state-$n.json\"},
   \"redis\": {\"url\": \"redis://127.0.0.1:$REDIS/0\", \"namespace\": \"$NS\", \"lease_ms\": 1500},
   \"detector\": {\"window_s\": 5, \"min_requests\": 5, \"max_p99_ms\": 1000,
@@ -184,5 +185,74 @@ sy_redis "$REDIS" --appendonly yes --appendfsync always
 sy_check "every instance is rolled back once Redis returns" wait_all .state.phase rolled_back 10
 sy_match "the rollback made while Redis was down is in the stream" \
     "$(redis-cli -p "$REDIS" xrange "$NS:events" - + | grep -c 'while Redis was down')" '^[1-9]'
+
+# --- switchyardctl events reads the fleet's stream --------------------------
+B_ID=$(field b .redis.instance)
+ctl b rollback --reason "fleet events from b"
+# b sends the event before the state: once c took the state, the stream has it.
+sy_check "c takes b's rollback" wait_all .state.generation "$(field b .state.generation)" 5
+ctl c events
+sy_match "events on c shows the rollback made on b, with b's instance" \
+    "$(grep 'fleet events from b' <<<"$OUT")" "  $B_ID  .*  rollback  "
+ctl c events --local
+sy_match "events --local on c shows the rollback only as adopted" \
+    "$(grep 'fleet events from b' <<<"$OUT")" "  sync  "
+# metric N NAME: one sample of instance N's GET /metrics.
+metric()
+{
+    sy_curl "http://127.0.0.1:${ADMINS[$1]}/metrics" | awk -v m="$2" '$1 == m { print $2 }'
+}
+
+# wait_metric N NAME VALUE SECONDS
+wait_metric()
+{
+    local i
+    for ((i = 0; i < $4 * 10; i++)); do
+        [[ "$(metric "$1" "$2")" == "$3" ]] && return 0
+        sleep 0.1
+    done
+    echo "# instance $1: $2 = $(metric "$1" "$2")"
+    return 1
+}
+
+sy_check "metrics on c: Redis up" wait_metric c switchyard_redis_up 1 1
+sy_check "metrics on c: Redis holds c's state" wait_metric c switchyard_redis_synced 1 5
+sy_check "metrics on c: three instances in the fleet" wait_metric c switchyard_fleet_instances 3 5
+one_leader_metric()
+{
+    local i n sum
+    for ((i = 0; i < 30; i++)); do
+        sum=0
+        for n in a b c; do sum=$((sum + $(metric "$n" switchyard_fleet_leader))); done
+        ((sum == 1)) && return 0
+        sleep 0.1
+    done
+    return 1
+}
+sy_check "metrics: exactly one instance says it leads" one_leader_metric
+sy_match "metrics on c: b's changes were adopted" "$(metric c switchyard_redis_adopted_total)" \
+    '^[1-9]'
+kill -STOP "$SY_REDIS_PID"
+t0=$(sy_now_ms)
+OUT_FLEET=$("$CTL" -s "${SOCKS[c]}" --timeout 5000 events 2>&1)
+RC_FLEET=$?
+t1=$(sy_now_ms)
+ctl c events --local
+RC_LOCAL=$RC
+# An answer still owed when switchyard stops: the sanitizer build checks
+# that nothing leaks and nothing freed is touched.
+"$CTL" -s "${SOCKS[c]}" --timeout 5000 events >/dev/null 2>&1 &
+PENDING=$!
+sleep 0.2
+sy_stop "${PIDS[c]}"
+unset "PIDS[c]"
+wait "$PENDING"
+kill -CONT "$SY_REDIS_PID"
+sy_eq "c stopped cleanly with an events reply owed" "$SY_RC" 0
+sy_eq "events with Redis frozen is refused" "$RC_FLEET" 1
+sy_match "... as redis_unavailable, pointing to --local" "$OUT_FLEET" \
+    "redis_unavailable: .*events --local"
+sy_range "... within 2 s" "$((t1 - t0))" 0 2000
+sy_eq "events --local works with Redis frozen" "$RC_LOCAL" 0
 
 sy_finish

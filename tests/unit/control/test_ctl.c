@@ -1069,6 +1069,109 @@ static void test_e2e_usage(void **state)
     assert_non_null(strstr(out, "usage: switchyardctl"));
 }
 
+/* ---- the fleet ------------------------------------------------------------ */
+
+static void test_parse_events_local(void **state)
+{
+    expect_request("events --local", "{\"cmd\":\"events\",\"follow\":false,\"local\":true}");
+    expect_request("events --since 7 --local",
+                   "{\"cmd\":\"events\",\"follow\":false,\"local\":true,\"since\":7}");
+    expect_request("events --local --follow",
+                   "{\"cmd\":\"events\",\"follow\":true,\"local\":true}");
+    expect_usage_error("status --local", "--local is not an option");
+    expect_usage_error("rollback --local", "--local is not an option");
+}
+
+/* The redis line and the fleet line follow the detector line. */
+static void test_render_status_redis(void **state)
+{
+    char buf[4096];
+    json_t *reply;
+    char *text;
+    int rc;
+
+    snprintf(buf, sizeof(buf),
+             "{\"ok\":true,\"state\":%s,\"detector\":{\"verdict\":\"ok\",\"reason\":\"fine\"},"
+             "\"pools\":%s,\"redis\":{\"url\":\"redis://127.0.0.1:6379/0\",\"namespace\":"
+             "\"switchyard:prod\",\"instance\":\"vm:1\",\"up\":true,\"last_error\":\"\","
+             "\"down_for_ms\":0,\"leader\":true,\"holder\":\"vm:1\",\"synced\":true,"
+             "\"events_queued\":0,\"fleet\":{\"fresh\":true,\"instances\":["
+             "{\"id\":\"vm:1\",\"rps\":{\"blue\":800.2,\"green\":12}},"
+             "{\"id\":\"vm:2\",\"rps\":{\"blue\":790,\"green\":0.4}},"
+             "{\"id\":\"vm:3\",\"rps\":{}}]}}}",
+             sample_state, sample_pools);
+    reply = load(buf);
+    RENDER(text, rc, ctl_render_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "detector    ok: fine\n"
+                                 "redis       up, redis://127.0.0.1:6379/0 ns switchyard:prod, "
+                                 "instance vm:1 (leader)\n"
+                                 "fleet       3 instances: vm:1 (leader) 812 rps, vm:2 790 rps, "
+                                 "vm:3 0 rps\n"));
+    free(text);
+    json_decref(reply);
+}
+
+static void test_render_status_redis_down(void **state)
+{
+    char buf[4096];
+    json_t *reply;
+    char *text;
+    int rc;
+
+    snprintf(buf, sizeof(buf),
+             "{\"ok\":true,\"state\":%s,\"pools\":%s,\"redis\":{\"url\":\"redis://h:1/0\","
+             "\"namespace\":\"ns\",\"instance\":\"vm:2\",\"up\":false,\"last_error\":"
+             "\"connection refused\",\"down_for_ms\":12345,\"leader\":false,\"events_queued\":3,"
+             "\"fleet\":{\"fresh\":false,\"instances\":[]}}}",
+             sample_state, sample_pools);
+    reply = load(buf);
+    RENDER(text, rc, ctl_render_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "\nredis       DOWN for 12 s: connection refused; serving the "
+                                 "last known state\nfleet       0 instances\n"));
+    free(text);
+    json_decref(reply);
+
+    /* Up, another instance leads, events still wait to be written. */
+    snprintf(buf, sizeof(buf),
+             "{\"ok\":true,\"state\":%s,\"pools\":%s,\"redis\":{\"url\":\"redis://h:1/0\","
+             "\"namespace\":\"ns\",\"instance\":\"vm:2\",\"up\":true,\"leader\":false,"
+             "\"holder\":\"vm:1\",\"events_queued\":3}}",
+             sample_state, sample_pools);
+    reply = load(buf);
+    RENDER(text, rc, ctl_render_status(out, reply));
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "\nredis       up, redis://h:1/0 ns ns, instance vm:2, leader "
+                                 "vm:1, 3 events waiting to be written\n"));
+    assert_null(strstr(text, "fleet "));
+    free(text);
+    json_decref(reply);
+}
+
+/* Events from the fleet's stream name the instance that made them. */
+static void test_render_fleet_events(void **state)
+{
+    json_t *reply = load(
+        "{\"ok\":true,\"events\":["
+        "{\"time\":\"T1\",\"generation\":7,\"who\":\"uid:0\",\"op\":\"rollback\",\"why\":\"5xx\","
+        "\"persisted\":true,\"instance\":\"vm:2\","
+        "\"from\":{\"stable\":\"blue\",\"candidate_percent\":10,\"phase\":\"progressing\"},"
+        "\"to\":{\"stable\":\"blue\",\"candidate_percent\":0,\"phase\":\"rolled_back\"}},"
+        "{\"time\":\"T2\",\"generation\":7,\"who\":\"uid:0\",\"op\":\"server\",\"why\":\"drain\","
+        "\"instance\":\"vm:3\"}]}");
+    char *text;
+    int rc;
+
+    RENDER(text, rc, ctl_render_events(out, reply));
+    assert_int_equal(rc, 0);
+    assert_string_equal(text, "T1  7  vm:2  uid:0  rollback  10.00 % progressing \u2192 0.00 % "
+                              "rolled_back  5xx\n"
+                              "T2  7  vm:3  uid:0  server  drain\n");
+    free(text);
+    json_decref(reply);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1102,6 +1205,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_e2e_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_no_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_usage, setup, teardown),
+        cmocka_unit_test(test_parse_events_local),
+        cmocka_unit_test(test_render_status_redis),
+        cmocka_unit_test(test_render_status_redis_down),
+        cmocka_unit_test(test_render_fleet_events),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -416,13 +416,72 @@ static void test_collect(void **state)
     service_free(svc);
 }
 
+static const char want_redis[] =
+    "# HELP switchyard_redis_up 1 while the link to Redis is up, else 0.\n"
+    "# TYPE switchyard_redis_up gauge\n"
+    "switchyard_redis_up 1\n"
+    "# HELP switchyard_redis_connects_total Links to Redis made since start, the first "
+    "included.\n"
+    "# TYPE switchyard_redis_connects_total counter\n"
+    "switchyard_redis_connects_total 3\n"
+    "# HELP switchyard_fleet_leader 1 while this instance holds the fleet's leader lease, else "
+    "0.\n"
+    "# TYPE switchyard_fleet_leader gauge\n"
+    "switchyard_fleet_leader 1\n"
+    "# HELP switchyard_redis_synced 1 when Redis holds this instance's current state.\n"
+    "# TYPE switchyard_redis_synced gauge\n"
+    "switchyard_redis_synced 0\n"
+    "# HELP switchyard_redis_conflicts_total State writes refused because another instance "
+    "wrote first.\n"
+    "# TYPE switchyard_redis_conflicts_total counter\n"
+    "switchyard_redis_conflicts_total 4\n"
+    "# HELP switchyard_redis_adopted_total States taken from Redis (other instances' changes).\n"
+    "# TYPE switchyard_redis_adopted_total counter\n"
+    "switchyard_redis_adopted_total 5\n"
+    "# HELP switchyard_redis_events_queued Events waiting to be written to Redis.\n"
+    "# TYPE switchyard_redis_events_queued gauge\n"
+    "switchyard_redis_events_queued 6\n"
+    "# HELP switchyard_redis_events_dropped_total Events lost because the queue was full while "
+    "Redis was away.\n"
+    "# TYPE switchyard_redis_events_dropped_total counter\n"
+    "switchyard_redis_events_dropped_total 7\n"
+    "# HELP switchyard_fleet_instances Instances that published their signals in the last 3 s.\n"
+    "# TYPE switchyard_fleet_instances gauge\n"
+    "switchyard_fleet_instances 2\n";
+
+/* The Redis and fleet families come last, and only with Redis configured. */
+static void test_redis_render(void **state)
+{
+    struct metrics_input in = {
+        .redis_stats = {.up = true,
+                        .leader = true,
+                        .synced = false,
+                        .connects = 3,
+                        .conflicts = 4,
+                        .adopted = 5,
+                        .events_queued = 6,
+                        .events_dropped = 7},
+        .fleet_instances = 2,
+    };
+    char *text = render(&in);
+
+    assert_null(strstr(text, "switchyard_redis"));
+    assert_null(strstr(text, "switchyard_fleet"));
+    free(text);
+    in.redis = true;
+    text = render(&in);
+    size_t len = strlen(text), want = strlen(want_redis);
+    assert_true(len > want);
+    assert_string_equal(text + len - want, want_redis);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_render),
-        cmocka_unit_test(test_decimals),
-        cmocka_unit_test(test_traffic_from_sum),
-        cmocka_unit_test(test_collect),
+        cmocka_unit_test(test_full_render),      cmocka_unit_test(test_decimals),
+        cmocka_unit_test(test_traffic_from_sum), cmocka_unit_test(test_collect),
+        cmocka_unit_test(test_redis_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

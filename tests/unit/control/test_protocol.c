@@ -933,6 +933,46 @@ static void test_state_codes(void **unused)
     assert_string_equal(protocol_code_of_state("persist_failed"), "persist_failed");
 }
 
+static void test_events_local(void **unused)
+{
+    static const struct bad_case cases[] = {
+        {"{\"cmd\":\"events\",\"local\":\"yes\"}", "bad_request", "local: expected true or false"},
+        {"{\"cmd\":\"events\",\"local\":1}", "bad_request", "local: expected true or false"},
+        {"{\"cmd\":\"status\",\"local\":true}", "bad_request", "local: unknown key for status"},
+    };
+    struct protocol_request req;
+    (void)unused;
+
+    req = parse_ok("{\"cmd\":\"events\"}");
+    assert_false(req.local);
+    req = parse_ok("{\"cmd\":\"events\",\"local\":false}");
+    assert_false(req.local);
+    req = parse_ok("{\"cmd\":\"events\",\"local\":true,\"since\":7,\"follow\":true}");
+    assert_true(req.local);
+    assert_true(req.follow);
+    assert_int_equal(req.since, 7);
+    CHECK_REFUSED(cases);
+}
+
+static void test_events_since_filter(void **unused)
+{
+    json_t *list = numbered_events(5);
+    (void)unused;
+
+    /* Events of the fleet's stream come with an instance; one lacks a
+     * generation: it cannot be placed after any. */
+    json_array_insert_new(list, 2, json_pack("{s:s}", "instance", "vm:1"));
+    protocol_events_since(list, 0);
+    assert_int_equal(json_array_size(list), 6);
+    protocol_events_since(list, 3);
+    assert_int_equal(json_array_size(list), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "generation")), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 1), "generation")), 5);
+    protocol_events_since(list, 5);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -967,6 +1007,8 @@ int main(void)
         cmocka_unit_test(test_events_reply_fits_a_line),
         cmocka_unit_test(test_event_line),
         cmocka_unit_test(test_state_codes),
+        cmocka_unit_test(test_events_local),
+        cmocka_unit_test(test_events_since_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
