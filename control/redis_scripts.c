@@ -399,7 +399,7 @@ static int state_field_parse(const redisReply *field, struct state *out, char *w
 
     if (j == NULL)
         return fail(why, why_len, "state hash: the state field is not JSON: %s", jerr.text);
-    rc = state_from_json(j, out, err, sizeof(err));
+    rc = state_from_shared_json(j, out, err, sizeof(err));
     json_decref(j);
     if (rc < 0)
         return fail(why, why_len, "state hash: the state field: %s", err);

@@ -39,8 +39,11 @@ struct redis_sync {
     bool again; /* something changed while busy: run once more */
     bool known; /* redis_gen is what Redis held when last seen */
     uint64_t redis_gen;
-    bool dirty;          /* Redis lacks a local change */
-    bool dirty_rollback; /* one of those changes is a rollback: it wins */
+    bool dirty;            /* Redis lacks a local change */
+    bool dirty_rollback;   /* one of those changes is a rollback: it wins */
+    uint64_t rollback_gen; /* the generation of that rollback */
+    uint64_t sent_gen;     /* the generation of the write under way */
+    bool write_failing;    /* logged once per run of failed writes */
     char rollback_who[STATE_WHO_MAX];
     char rollback_why[STATE_WHY_MAX];
 
@@ -103,12 +106,22 @@ static void adopt(struct redis_sync *rs, const struct state *s, const char *writ
     rs->stats.adopted++;
 }
 
+/* True when a rollback of ours must be applied again over theirs: they
+ * still give (or are about to give) the candidate traffic. */
+static bool rollback_still_needed(const struct state *theirs)
+{
+    return theirs->phase != STATE_ROLLED_BACK &&
+           (theirs->candidate_bp > 0 || theirs->phase == STATE_PREFLIGHT ||
+            theirs->phase == STATE_PROGRESSING || theirs->phase == STATE_PAUSED);
+}
+
 /* Another instance wrote first: Redis's state wins, except over a rollback
  * of ours, which is applied again on top of it. */
 static void resolve_conflict(struct redis_sync *rs, const struct state *theirs, const char *writer)
 {
-    bool rollback = rs->dirty_rollback;
+    bool rollback = rs->dirty_rollback && rollback_still_needed(theirs);
     char why[STATE_WHY_MAX + 128]; /* the state machine cuts it to size, UTF-8 whole */
+    struct state taken = *theirs;
 
     rs->stats.conflicts++;
     rs->dirty = false;
@@ -117,8 +130,10 @@ static void resolve_conflict(struct redis_sync *rs, const struct state *theirs, 
              writer[0] ? writer : "another instance",
              rollback ? "our rollback is applied again on top of it"
                       : "our unwritten changes give way to it");
-    adopt(rs, theirs, writer, "took");
-    if (!rollback || local(rs)->candidate_bp == 0)
+    if (rollback)
+        taken.candidate_bp = 0; /* never route to the candidate in between */
+    adopt(rs, &taken, writer, "took");
+    if (!rollback)
         return;
     snprintf(why, sizeof(why), "%s (applied again over generation %" PRIu64 ")", rs->rollback_why,
              theirs->generation);
@@ -128,6 +143,62 @@ static void resolve_conflict(struct redis_sync *rs, const struct state *theirs, 
         log_error("redis: rollback refused: %s: %s", err.code, err.message);
 }
 
+/* Redis holds generation gen, which this instance wrote or holds already:
+ * what is left to write is what came after. */
+static void confirmed(struct redis_sync *rs, uint64_t gen)
+{
+    rs->known = true;
+    rs->redis_gen = gen;
+    rs->dirty = local(rs)->generation != gen;
+    if (gen >= rs->rollback_gen)
+        rs->dirty_rollback = false;
+    rs->ready = true;
+    if (rs->write_failing)
+        log_info("redis: generation %" PRIu64 " is written", gen);
+    rs->write_failing = false;
+}
+
+/* A refused write: why Redis holds something else, and what to do. */
+static void refused(struct redis_sync *rs, const struct redis_cas_result *res)
+{
+    struct state theirs;
+    char why[256];
+    json_t *j;
+
+    if (strcmp(res->stored_instance, rs->instance) == 0 && res->stored_generation > rs->redis_gen &&
+        res->stored_generation <= local(rs)->generation) {
+        /* Our own earlier write, applied after its reply timed out. */
+        confirmed(rs, res->stored_generation);
+        return;
+    }
+    if (rs->known && res->stored_generation < rs->redis_gen) {
+        /* Redis went back in time (restarted from an older snapshot, a
+         * lagging replica promoted): what we hold is newer; write it over. */
+        log_warn("redis: %s went back from generation %" PRIu64 " to %" PRIu64
+                 ": writing generation %" PRIu64 " over it",
+                 rs->key_state, rs->redis_gen, res->stored_generation, local(rs)->generation);
+        rs->redis_gen = res->stored_generation;
+        return;
+    }
+    j = res->stored_state ? json_loads(res->stored_state, 0, NULL) : NULL;
+    if (j == NULL || state_from_shared_json(j, &theirs, why, sizeof(why)) < 0) {
+        if (!rs->write_failing)
+            log_error("redis: the stored state (generation %" PRIu64
+                      ") is unreadable: %s; this instance is not in sync until it is replaced",
+                      res->stored_generation, j == NULL ? "not JSON" : why);
+        rs->write_failing = true;
+        rs->known = true;
+        rs->redis_gen = res->stored_generation;
+        json_decref(j);
+        return;
+    }
+    json_decref(j);
+    theirs.generation = res->stored_generation;
+    rs->write_failing = false; /* Redis answers: this is a conflict, not a failure */
+    resolve_conflict(rs, &theirs, res->stored_instance);
+    rs->ready = true;
+}
+
 static void write_cb(const redisReply *reply, const char *err, void *arg)
 {
     struct redis_sync *rs = arg;
@@ -135,43 +206,21 @@ static void write_cb(const redisReply *reply, const char *err, void *arg)
     char why[256];
 
     if (err != NULL || redis_cas_parse(reply, &res, why, sizeof(why)) < 0) {
-        log_warn("redis: writing generation %" PRIu64 " failed: %s; retrying",
-                 local(rs)->generation, err != NULL ? err : why);
+        if (!rs->write_failing)
+            log_warn("redis: writing generation %" PRIu64 " failed: %s; retrying every %d ms",
+                     rs->sent_gen, err != NULL ? err : why, REDIS_SYNC_POLL_MS);
+        rs->write_failing = true;
         sync_done(rs); /* still dirty: the next run (poll, reconnect) writes it */
         return;
     }
     if (res.applied) {
-        rs->known = true;
-        rs->redis_gen = res.stored_generation;
-        rs->dirty = local(rs)->generation != rs->redis_gen;
-        if (!rs->dirty)
-            rs->dirty_rollback = false;
-        rs->ready = true;
+        confirmed(rs, res.stored_generation);
     } else {
-        struct state theirs;
-        json_t *j = res.stored_state ? json_loads(res.stored_state, 0, NULL) : NULL;
-
-        if (strcmp(res.stored_instance, rs->instance) == 0 &&
-            res.stored_generation == local(rs)->generation) {
-            /* Our own earlier write, applied after its reply timed out. */
-            rs->known = true;
-            rs->redis_gen = res.stored_generation;
-            rs->dirty = false;
-            rs->dirty_rollback = false;
-            rs->ready = true;
-        } else if (j == NULL || state_from_json(j, &theirs, why, sizeof(why)) < 0) {
-            log_error("redis: the stored state (generation %" PRIu64 ") is unreadable: %s",
-                      res.stored_generation, j == NULL ? "not JSON" : why);
-            /* Overwrite it on the next run: what we hold is readable. */
-            rs->known = true;
-            rs->redis_gen = res.stored_generation;
-        } else {
-            theirs.generation = res.stored_generation;
-            resolve_conflict(rs, &theirs, res.stored_instance);
-            rs->ready = true;
-        }
-        json_decref(j);
-        rs->again = true;
+        refused(rs, &res);
+        /* Run again at once, except over an unreadable state: the poll
+         * retries that, not a loop. */
+        if (!rs->write_failing)
+            rs->again = true;
     }
     redis_cas_result_clear(&res);
     sync_done(rs);
@@ -198,6 +247,7 @@ static void write_state(struct redis_sync *rs, bool seed)
     };
 
     json_decref(j);
+    rs->sent_gen = s->generation;
     if (text == NULL || redis_cas_argv(&av, &a) < 0 ||
         redis_conn_command(rs->conn, 0, write_cb, rs, av.argc, av.argv, av.len) < 0) {
         log_error("redis: cannot write generation %" PRIu64 ": out of memory", s->generation);
@@ -239,6 +289,20 @@ static void read_cb(const redisReply *reply, const char *err, void *arg)
     theirs.generation = gen;
     if (rs->dirty && rs->known && gen == rs->redis_gen) {
         write_state(rs, false); /* a change of ours came while reading: write it */
+        return;
+    }
+    if (!rs->dirty && gen < local(rs)->generation) {
+        /* Older than ours: Redis lost writes (an older snapshot, a lagging
+         * replica), or a stale instance seeded it. The higher generation
+         * wins: write ours over it. */
+        log_warn("redis: %s holds generation %" PRIu64 " from %s, older than ours (%" PRIu64
+                 "): writing ours over it",
+                 rs->key_state, gen, writer[0] ? writer : "an unknown instance",
+                 local(rs)->generation);
+        rs->known = true;
+        rs->redis_gen = gen;
+        rs->dirty = true;
+        write_state(rs, false);
         return;
     }
     if (rs->dirty)
@@ -364,6 +428,7 @@ static void replicate_cb(const struct state_event *e, void *arg)
     rs->dirty = true;
     if (e->op == STATE_OP_ROLLBACK) {
         rs->dirty_rollback = true;
+        rs->rollback_gen = e->generation;
         state_text_copy(rs->rollback_who, sizeof(rs->rollback_who), e->who);
         state_text_copy(rs->rollback_why, sizeof(rs->rollback_why), e->why);
     }

@@ -49,6 +49,7 @@ struct rollout {
     struct window_sum *sum; /* the traffic gate's, kept: it holds a histogram */
 
     bool active;
+    bool drove;                    /* this controller moved the rollout under way at least once */
     uint32_t step_seen;            /* the state's step when this controller last looked */
     struct state_plan legacy_plan; /* the config's, for a state saved without a plan */
     enum conf_colour stable;       /* at the start: a promotion swaps the state's */
@@ -139,8 +140,10 @@ static int apply(struct rollout *r, enum state_op op, uint32_t weight_bp, uint32
         .op = op, .weight_bp = weight_bp, .step = step, .who = WHO, .why = why};
     struct state_error err = {0};
 
-    if (service_apply(r->svc, &ch, &err) == 0)
+    if (service_apply(r->svc, &ch, &err) == 0) {
+        r->drove = true;
         return 0;
+    }
     log_error("rollout: %s refused: %s: %s", state_op_name(op), err.code, err.message);
     return -1;
 }
@@ -290,7 +293,9 @@ static void finish(struct rollout *r, const struct state *st)
         log_error("rollout: out of memory: no report for this rollout");
     json_decref(r->report);
     r->report = report;
-    if (leads(r)) /* one report per fleet: the leader's */
+    /* One report per fleet: the leader's, or that of whoever drove the
+     * rollout (a rollout may end while no instance can prove it leads). */
+    if (leads(r) || r->drove)
         save_report(r);
     log_format_time(end, when, sizeof(when));
     snprintf(r->last, sizeof(r->last), "%s at %s: %s", state_phase_name(st->phase), when,
@@ -298,6 +303,7 @@ static void finish(struct rollout *r, const struct state *st)
     log_info("rollout: ended %s after %zu step%s: %s", state_phase_name(st->phase), r->nrecorded,
              r->nrecorded == 1 ? "" : "s", st->reason);
     preflight_stop(r);
+    r->preflight_started = false;
     r->active = false;
 }
 
@@ -590,6 +596,7 @@ static void resume_under_way(struct rollout *r, const struct state *st)
 {
     const struct conf_rollout *c = &running(r)->rollout;
 
+    memset(&r->legacy_plan, 0, sizeof(r->legacy_plan));
     if (st->plan.nsteps == 0 && c->enabled) {
         /* Saved by a version that kept no plan: the config's is the best guess. */
         r->legacy_plan.nsteps =
@@ -597,6 +604,12 @@ static void resume_under_way(struct rollout *r, const struct state *st)
         memcpy(r->legacy_plan.steps_bp, c->steps_bp, r->legacy_plan.nsteps * sizeof(*c->steps_bp));
         r->legacy_plan.step_s = c->step_s;
     }
+    /* What a previous rollout left here must not leak into this one. */
+    preflight_stop(r);
+    r->preflight_started = false;
+    r->nrecorded = 0;
+    r->step_seen = 0;
+    r->drove = false;
     r->active = true;
     r->started_ms = now_ms(r);
     r->stable = st->stable;
@@ -718,6 +731,7 @@ int rollout_start(struct rollout *r, const struct state_plan *plan, const char *
     r->stable = service_state(r->svc)->stable;
     r->started_ms = now_ms(r);
     r->nrecorded = 0;
+    r->drove = false;
     preflight_stop(r);
     r->preflight_started = false;
     event_active(r->tick, EV_TIMEOUT, 0); /* preflight now, not at the next tick */

@@ -409,8 +409,8 @@ static int persist(struct state_machine *sm, const struct state *next, struct st
                       op_verbs[e->op], why);
     e->persisted = false;
     snprintf(e->note, sizeof(e->note), "not persisted: %s", why);
-    log_error("state: %s to generation %" PRIu64 " applied but not persisted: %s",
-              op_names[e->op], next->generation, why);
+    log_error("state: %s to generation %" PRIu64 " applied but not persisted: %s", op_names[e->op],
+              next->generation, why);
     return 0;
 }
 
@@ -616,7 +616,10 @@ static int plan_from_json(const json_t *v, struct state_plan *p, char *err, size
     return 0;
 }
 
-int state_from_json(const json_t *j, struct state *out, char *err, size_t err_len)
+/* strict: a key this version does not know is an error (a state file is
+ * this process's own); else it is skipped (a fleet's copy may come from a
+ * newer version, in the middle of a rolling upgrade). */
+static int from_json(const json_t *j, struct state *out, bool strict, char *err, size_t err_len)
 {
     struct state s;
     const char *key;
@@ -641,7 +644,7 @@ int state_from_json(const json_t *j, struct state *out, char *err, size_t err_le
         size_t i = 0;
         while (i < JSON_FIELDS && strcmp(key, json_fields[i].key) != 0)
             i++;
-        if (i == JSON_FIELDS && strcmp(key, "plan") != 0) {
+        if (strict && i == JSON_FIELDS && strcmp(key, "plan") != 0) {
             snprintf(err, err_len, "%s: unknown key", key);
             return -1;
         }
@@ -651,4 +654,14 @@ int state_from_json(const json_t *j, struct state *out, char *err, size_t err_le
     fields_store(j, &s);
     *out = s;
     return 0;
+}
+
+int state_from_json(const json_t *j, struct state *out, char *err, size_t err_len)
+{
+    return from_json(j, out, true, err, err_len);
+}
+
+int state_from_shared_json(const json_t *j, struct state *out, char *err, size_t err_len)
+{
+    return from_json(j, out, false, err, err_len);
 }

@@ -162,6 +162,12 @@ json_t *state_to_json(const struct state *s);
 int state_from_json(const json_t *j, struct state *out, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
+/* The same for a copy another instance wrote (the fleet's, in Redis): keys
+ * this version does not know are skipped, so that a newer version's state
+ * stays readable during a rolling upgrade. */
+int state_from_shared_json(const json_t *j, struct state *out, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
 /* True when p is a plan a rollout can walk: 1..STATE_PLAN_STEPS_MAX steps,
  * each above 0 and above the one before, the last CONF_WEIGHT_BP_MAX, and
  * step_s 1..STATE_PLAN_STEP_S_MAX. Else false with why filled. */

@@ -255,4 +255,22 @@ sy_match "... as redis_unavailable, pointing to --local" "$OUT_FLEET" \
 sy_range "... within 2 s" "$((t1 - t0))" 0 2000
 sy_eq "events --local works with Redis frozen" "$RC_LOCAL" 0
 
+# --- Rollouts started on a follower, one after the other --------------------
+# The leader takes each over from preflight, and its report holds only that
+# rollout's steps.
+sy_check "a or b leads" wait_leader 5
+L=$(leader)
+F=a
+[[ "$L" == a ]] && F=b
+for round in 1 2; do
+    ctl "$F" rollout start --steps 50,100 --step-s 60 --reason "follower's rollout $round"
+    sy_check "rollout $round started on the follower $F leaves preflight" \
+        wait_all .state.phase progressing 10
+    ctl "$F" rollback --reason "end of round $round"
+    sy_check "... and is rolled back" wait_all .state.phase rolled_back 5
+    ctl "$L" --json rollout report
+    sy_eq "... the leader's report has this rollout's one step" \
+        "$(jq -r '.report.steps | length' <<<"$OUT")" 1
+done
+
 sy_finish

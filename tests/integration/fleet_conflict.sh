@@ -96,4 +96,59 @@ sy_match "... with the operator's reason" \
 sy_eq "... and the same operator" \
     "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r .updated_by)" "$(field .state.updated_by)"
 
+# --- A write applied after its reply timed out is ours -----------------------
+# CLIENT PAUSE holds the write past its 500 ms timeout; a second change
+# comes meanwhile. The first write then applies: it is recognised as this
+# instance's own, and the second is written after it, not given up.
+redis-cli -p "$REDIS" client pause 1200 write >/dev/null
+ctl weight 10 --reason "first, delayed"
+sleep 0.7
+ctl weight 20 --reason "second"
+sy_check "both changes reach Redis, the second last" wait_field .redis.synced true 10
+sy_eq "... the instance kept the second" "$(field .state.candidate_percent)" 20
+sy_eq "... Redis holds it" "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r .reason)" second
+sy_eq "... and no conflict was counted for it" "$(field .redis.conflicts)" 2
+
+# --- Redis goes back in time ------------------------------------------------
+# Restarted from an older snapshot: the newer state is written over it, a
+# rollback made since is never undone.
+ctl weight 35 --reason "saved in the snapshot"
+sy_check "the weight reaches Redis" wait_field .redis.synced true 10
+redis-cli -p "$REDIS" save >/dev/null
+ctl rollback --reason "made after the snapshot"
+sy_check "the rollback reaches Redis" wait_field .redis.synced true 10
+gen=$(field .state.generation)
+kill -9 "$SY_REDIS_PID"
+wait "$SY_REDIS_PID" 2>/dev/null
+sy_redis "$REDIS" --dbfilename dump.rdb
+sy_check "Redis came back with the older snapshot" \
+    test "$(redis-cli -p "$REDIS" hget "$NS:state" generation)" -lt "$gen"
+sy_check "the instance writes its newer state over it" wait_field .redis.synced true 10
+sy_eq "... and keeps its rollback" "$(field .state.phase) $(field .state.candidate_percent)" \
+    "rolled_back 0"
+sy_eq "... which Redis holds again" \
+    "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -r '"\(.phase) \(.generation)"')" \
+    "rolled_back $gen"
+
+# --- A state written by a newer version --------------------------------------
+# A key this version does not know is skipped, not a reason to stop syncing.
+gen=$(($(field .state.generation) + 1))
+newer=$(redis-cli -p "$REDIS" hget "$NS:state" state |
+    jq -c --argjson g "$gen" '.generation = $g | .candidate_bp = 500 | .phase = "idle" |
+                              .reason = "from a newer version" | .added_later = {"x": 1}')
+redis-cli -p "$REDIS" hset "$NS:state" generation "$gen" state "$newer" instance newer:1 >/dev/null
+redis-cli -p "$REDIS" publish "$NS:changes" "$gen newer:1" >/dev/null
+sy_check "a newer version's state is taken" wait_field .state.candidate_percent 5 5
+
+# --- A state nobody can read ---------------------------------------------------
+redis-cli -p "$REDIS" config resetstat >/dev/null
+redis-cli -p "$REDIS" hset "$NS:state" generation $((gen + 100)) state "not json" >/dev/null
+ctl weight 15 --reason "over an unreadable state"
+sleep 2
+evals=$(redis-cli -p "$REDIS" info commandstats | sed -n 's/^cmdstat_eval:calls=\([0-9]*\),.*/\1/p')
+sy_range "an unreadable state is retried once a second, not in a loop (EVALs in 2 s)" \
+    "${evals:-0}" 1 6
+sy_eq "... the instance says it is not in sync" "$(field .redis.synced)" false
+sy_match "... and why, once" "$(grep -c 'is unreadable' "$SY_TMP/proxy.log")" '^1$'
+
 sy_finish

@@ -812,6 +812,26 @@ static void test_adopt(void **unused)
     state_machine_free(sm);
 }
 
+/* A state file is read strictly; the fleet's copy skips keys a newer
+ * version added, and still checks the ones it knows. */
+static void test_shared_json(void **unused)
+{
+    struct state s = base_state(STATE_IDLE, 500, 0), back;
+    json_t *j = state_to_json(&s);
+    char err[128] = "";
+
+    (void)unused;
+    assert_non_null(j);
+    json_object_set_new(j, "added_later", json_integer(1));
+    assert_int_equal(state_from_json(j, &back, err, sizeof(err)), -1);
+    assert_string_equal(err, "added_later: unknown key");
+    assert_int_equal(state_from_shared_json(j, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.candidate_bp, 500);
+    json_object_set_new(j, "candidate_bp", json_string("lots"));
+    assert_int_equal(state_from_shared_json(j, &back, err, sizeof(err)), -1);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -834,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_start_refuses_bad_plans),
         cmocka_unit_test(test_plan_json),
         cmocka_unit_test(test_adopt),
+        cmocka_unit_test(test_shared_json),
     };
 
     log_setup("test_state", LOG_WARN);
