@@ -9,6 +9,7 @@
 #include "bench/backend_conn.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -83,6 +84,7 @@ struct backend_conn {
     uint64_t stream_left;
     uint64_t stream_off;
     char line[VERBOSE_LINE]; /* --verbose: "METHOD TARGET" */
+    struct evbuffer *record; /* --record: "METHOD TARGET" until the body is read; made lazily */
 };
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -146,6 +148,8 @@ static void conn_destroy(struct backend_conn *c)
 {
     evbuffer_free(c->collect);
     evbuffer_free(c->held);
+    if (c->record)
+        evbuffer_free(c->record);
     EVP_MD_CTX_free(c->md);
     free(c);
 }
@@ -173,6 +177,8 @@ static void conn_free(struct backend_conn *c)
     backend_counter_bump(&w->counters.closed);
     evbuffer_drain(c->collect, evbuffer_get_length(c->collect));
     evbuffer_drain(c->held, evbuffer_get_length(c->held));
+    if (c->record)
+        evbuffer_drain(c->record, evbuffer_get_length(c->record));
     if (w->nspare >= SPARE_MAX) {
         conn_destroy(c);
         return;
@@ -233,6 +239,48 @@ void backend_conn_free_all(struct backend_worker *w)
     w->nspare = 0;
 }
 
+/* --record: starts the line of the request req (borrowed) with its method
+ * and target; conn_record_request ends it once the body is read. Returns 0
+ * or -1 when out of memory. */
+static int conn_record_begin(struct backend_conn *c, const struct http1_request *req)
+{
+    if (!c->record && !(c->record = evbuffer_new()))
+        return -1;
+    evbuffer_drain(c->record, evbuffer_get_length(c->record));
+    return evbuffer_add_printf(c->record, "%.*s %.*s", (int)req->method_len, req->method,
+                               (int)req->target_len, req->target) < 0
+               ? -1
+               : 0;
+}
+
+/* --record: writes the finished line of the request just read. The file is
+ * line-buffered, so the line is out before the answer. Returns 0 or -1 (the
+ * record would lie: better to fail the connection than to miss a line). */
+static int conn_record_request(struct backend_conn *c)
+{
+    FILE *f = c->w->shared->record;
+    size_t n;
+    const void *line;
+    bool ok;
+
+    if (evbuffer_add_printf(c->record, " %" PRIu64 "\n", c->x.body_bytes) < 0)
+        return -1;
+    n = evbuffer_get_length(c->record);
+    line = evbuffer_pullup(c->record, -1);
+    ok = line && fwrite(line, 1, n, f) == n;
+    evbuffer_drain(c->record, n);
+    if (!ok)
+        log_error("--record: cannot write: %s", strerror(errno));
+    return ok ? 0 : -1;
+}
+
+/* --record: a refused request is written "! STATUS". */
+static void conn_record_refusal(struct backend_conn *c, int status)
+{
+    if (fprintf(c->w->shared->record, "! %d\n", status) < 0)
+        log_error("--record: cannot write: %s", strerror(errno));
+}
+
 /* Answers a request this connection cannot go on after (400, 413, 431) and
  * closes once that is sent. Returns 1: the caller goes on (and stops, since
  * the state is CLOSING now), or -1 when out of memory. */
@@ -241,6 +289,8 @@ static int conn_refuse(struct backend_conn *c, int status, const char *why)
     const struct backend_reply *r = c->w->shared->reply;
 
     c->x.status = status;
+    if (c->w->shared->record)
+        conn_record_refusal(c, status);
     if (backend_reply_text(r, conn_out(c), status, BACKEND_REPLY_CLOSE, false, "text/plain", why,
                            strlen(why)) < 0)
         return -1;
@@ -319,6 +369,8 @@ static int conn_begin(struct backend_conn *c, const struct http1_request *req)
     if (w->shared->verbose)
         snprintf(c->line, sizeof(c->line), "%.*s %.*s", (int)req->method_len, req->method,
                  (int)(req->target_len < 100 ? req->target_len : 100), req->target);
+    if (w->shared->record)
+        return conn_record_begin(c, req);
     return 0;
 }
 
@@ -497,6 +549,8 @@ static int conn_answer(struct backend_conn *c)
     int next;
 
     if (x->route.body_use == BACKEND_BODY_HASH && !EVP_DigestFinal_ex(c->md, x->sha256, NULL))
+        return -1;
+    if (c->w->shared->record && conn_record_request(c) < 0)
         return -1;
     if (c->hang) {
         backend_worker_note_fault(c->w, c->fault_gen);

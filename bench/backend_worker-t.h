@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bench/backend_fault.h"
 
@@ -24,6 +25,7 @@ struct backend_shared {
     struct backend_worker *workers; /* all of them, for /__stats */
     size_t nworkers;
     bool verbose; /* one log line per answer */
+    FILE *record; /* --record: one line per request, line-buffered; NULL: off */
 };
 
 /* Counters with a single writer (the owning worker) and any number of

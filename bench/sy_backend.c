@@ -33,6 +33,7 @@ struct options {
     struct backend_fault fault;
     bool quiet;
     bool verbose;
+    const char *record; /* --record FILE; NULL: none */
 };
 
 static const char usage_text[] =
@@ -43,7 +44,7 @@ static const char usage_text[] =
     "SYNOPSIS\n"
     "    sy-backend --listen ADDR --name NAME [--threads N] [--body-bytes N]\n"
     "               [--latency-ms N] [--fail-rate R] [--fail-status S]\n"
-    "               [--quiet | --verbose]\n"
+    "               [--record FILE] [--quiet | --verbose]\n"
     "    sy-backend --help\n"
     "\n"
     "DESCRIPTION\n"
@@ -64,6 +65,11 @@ static const char usage_text[] =
     "    --latency-ms N     Delay before every answer, 0..3600000 (default 0).\n"
     "    --fail-rate R      Share of requests answered with --fail-status, 0..1.\n"
     "    --fail-status S    Status of failed answers, 200..599 (default 500).\n"
+    "    --record FILE      Append one line per request to FILE as soon as its\n"
+    "                       body has been read: \"METHOD TARGET BODY_BYTES\"\n"
+    "                       (e.g. \"GET /a 0\"); a request it refuses is written\n"
+    "                       \"! STATUS\". For tests that must know exactly what\n"
+    "                       reached the backend.\n"
     "    --quiet            Print errors only (no ready line).\n"
     "    --verbose          Print one line per answer.\n"
     "    --help             Print this text and exit.\n"
@@ -227,6 +233,9 @@ static int take_option(int c, const char *arg, struct options *o)
             return -1;
         o->fault.fail_status = (int)v;
         return 0;
+    case 'R':
+        o->record = arg;
+        return 0;
     default:
         return -1;
     }
@@ -243,6 +252,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"latency-ms", required_argument, NULL, 'd'},
         {"fail-rate", required_argument, NULL, 'r'},
         {"fail-status", required_argument, NULL, 's'},
+        {"record", required_argument, NULL, 'R'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -323,6 +333,22 @@ static void backend_teardown(struct backend *b)
     free(b->workers);
     backend_fault_state_free(b->shared.fault);
     backend_reply_free(b->reply);
+    if (b->shared.record)
+        fclose(b->shared.record);
+}
+
+/* Opens the --record file for appending, line-buffered so that each line
+ * is on disk as soon as it is written: a test reads it right after the
+ * answer. Returns 0 or -1 (logged). */
+static int record_open(struct backend *b, const char *path)
+{
+    b->shared.record = fopen(path, "ae");
+    if (!b->shared.record) {
+        log_error("--record: cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    setvbuf(b->shared.record, NULL, _IOLBF, 0);
+    return 0;
 }
 
 /* Builds the shared state and binds every worker's listener. */
@@ -344,6 +370,8 @@ static int backend_setup(struct backend *b, struct options *o)
     }
     b->shared.workers = b->workers;
     b->shared.verbose = o->verbose;
+    if (o->record && record_open(b, o->record) < 0)
+        return -1;
     for (unsigned i = 0; i < o->threads; i++) {
         b->nworkers = i + 1;
         b->shared.nworkers = b->nworkers;

@@ -64,6 +64,9 @@ static void send_request(struct session *s)
     else {
         conn_set_timeouts(s->client, s->w->tv.body_idle, s->w->tv.body_idle);
         session_pump_request(s);
+        /* A malformed body already waiting ends the exchange (s->up is gone). */
+        if (s->state != SESSION_EXCHANGE)
+            return;
     }
     /* A pipelined or early answer may already be waiting. */
     if (evbuffer_get_length(up_in(s)) > 0)

@@ -1,6 +1,7 @@
 /* forward.c - rewriting heads on the way through. */
 #include "proxy/forward.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -81,27 +82,80 @@ static void add_forwarded_for(struct evbuffer *out, const struct http1_request *
     evbuffer_add(out, "\r\n", 2);
 }
 
-int forward_request_head(struct evbuffer *out, const struct http1_request *req,
-                         const struct forward_request_opts *opts)
+/* Length of the "http://" or "https://" that starts an absolute-form
+ * target (the parser accepts no other scheme); 0 for the other forms. */
+static size_t absolute_scheme_len(const char *t, size_t n)
 {
-    size_t before = evbuffer_get_length(out);
+    if (n > 7 && strncasecmp(t, "http://", 7) == 0)
+        return 7;
+    if (n > 8 && strncasecmp(t, "https://", 8) == 0)
+        return 8;
+    return 0;
+}
+
+/* Writes the request line. An absolute-form target goes on in origin-form
+ * and its authority is stored in *host (borrowed from req): RFC 9112 3.2.2
+ * has us replace the client's Host with it, so that no server behind us
+ * can read a Host that differs from the target. Returns true when *host
+ * was set. */
+static bool add_request_line(struct evbuffer *out, const struct http1_request *req,
+                             struct http1_header *host)
+{
+    const char *t = req->target;
+    size_t n = req->target_len;
+    size_t skip = absolute_scheme_len(t, n);
 
     evbuffer_add(out, req->method, req->method_len);
     evbuffer_add(out, " ", 1);
-    evbuffer_add(out, req->target, req->target_len);
+    if (skip > 0) {
+        size_t end = skip;
+        while (end < n && t[end] != '/' && t[end] != '?')
+            end++;
+        *host = (struct http1_header){"Host", 4, t + skip, end - skip};
+        t += end;
+        n -= end;
+        if (n == 0) /* RFC 9112 3.2.4: an empty path is "*" for OPTIONS, else "/" */
+            evbuffer_add(out, req->method_id == HTTP1_M_OPTIONS ? "*" : "/", 1);
+        else if (t[0] == '?')
+            evbuffer_add(out, "/", 1);
+    }
+    evbuffer_add(out, t, n);
     /* An HTTP/1.0 client's request stays 1.0, so the upstream answers in a
      * form that client understands (no chunked), kept alive explicitly. */
     if (req->minor_version == 0)
         evbuffer_add(out, " HTTP/1.0\r\nConnection: keep-alive\r\n", 35);
     else
         evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    return skip > 0;
+}
+
+/* Fields the proxy writes itself rather than passing on. Content-Length
+ * goes once, as the number we parsed: "5, 5", two equal lines or "005"
+ * are valid but a laxer next hop might read them otherwise. */
+static bool is_rewritten(const struct http1_header *h, bool host_from_target)
+{
+    return NAME_IS(h, "x-forwarded-for") || NAME_IS(h, "x-forwarded-proto") ||
+           NAME_IS(h, "content-length") || (host_from_target && NAME_IS(h, "host"));
+}
+
+int forward_request_head(struct evbuffer *out, const struct http1_request *req,
+                         const struct forward_request_opts *opts)
+{
+    size_t before = evbuffer_get_length(out);
+    struct http1_header host;
+    bool host_from_target = add_request_line(out, req, &host);
+
+    if (host_from_target)
+        add_field(out, &host);
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
         if (is_hop_by_hop(h, req->headers, req->num_headers, opts->upgrade) ||
-            NAME_IS(h, "x-forwarded-for") || NAME_IS(h, "x-forwarded-proto"))
+            is_rewritten(h, host_from_target))
             continue;
         add_field(out, h);
     }
+    if (req->body == HTTP1_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %" PRIu64 "\r\n", req->content_length);
     if (opts->upgrade)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     add_forwarded_for(out, req, opts->client_ip);

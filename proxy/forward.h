@@ -5,7 +5,9 @@
  * Proxy-Connection, TE, Trailer, Upgrade unless upgrading) are dropped;
  * Transfer-Encoding is kept because chunked bodies are relayed with their
  * framing. X-Forwarded-For gains the client address and X-Forwarded-Proto is
- * set by us, never taken from the client.
+ * set by us, never taken from the client. An absolute-form target goes on
+ * in origin-form, its authority replacing the client's Host; Content-Length
+ * goes as one plain number.
  */
 #ifndef SY_PROXY_FORWARD_H
 #define SY_PROXY_FORWARD_H

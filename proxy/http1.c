@@ -293,14 +293,27 @@ static int note_transfer_encoding(struct head_facts *f, const struct http1_heade
     return 0;
 }
 
+/* True when s[0..n) can be uri-host [ ":" port ] (RFC 3986 3.2.2): ASCII
+ * letters, digits, "-._~", pct-encoding, sub-delims, and ":[]" for ports
+ * and IP literals. Never "@" (userinfo: which host is meant?), "/", "?",
+ * "#", whitespace or non-ASCII. */
+static bool host_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+              (c != '\0' && strchr("-._~%!$&'()*+,;=:[]", c) != NULL)))
+            return false;
+    }
+    return true;
+}
+
 static int note_host(struct head_facts *f, const struct http1_header *h)
 {
-    /* A host never holds whitespace or non-ASCII; an invalid Host is a 400
-     * (RFC 9112 3.2), so is a repeated one, which is counted here. */
-    for (size_t i = 0; i < h->value_len; i++) {
-        if (!http1_is_class(h->value[i], C_VCHAR))
-            return -1;
-    }
+    /* An invalid Host is a 400 (RFC 9112 3.2), so is a repeated one, which
+     * is counted here. */
+    if (!host_ok(h->value, h->value_len))
+        return -1;
     f->hosts++;
     return f->hosts > 1 ? -1 : 0;
 }
@@ -455,10 +468,11 @@ static bool authority_form_ok(const char *t, size_t n)
 }
 
 /* absolute-form (3.2.2), limited to the schemes a web proxy serves, with a
- * non-empty authority. */
+ * non-empty authority that is a plain host: userinfo is refused (RFC 9110
+ * 4.2.4), the authority becomes the Host the server sees. */
 static bool absolute_form_ok(const char *t, size_t n)
 {
-    size_t skip;
+    size_t skip, end;
 
     if (n > 7 && EQ_LIT(t, 7, "http://"))
         skip = 7;
@@ -466,12 +480,19 @@ static bool absolute_form_ok(const char *t, size_t n)
         skip = 8;
     else
         return false;
-    return t[skip] != '/' && t[skip] != '?' && t[skip] != '#';
+    end = skip;
+    while (end < n && t[end] != '/' && t[end] != '?')
+        end++;
+    return end > skip && host_ok(t + skip, end - skip);
 }
 
 /* Each request-target form belongs to its methods (RFC 9112 3.2). */
 static bool target_form_ok(enum http1_method m, const char *t, size_t n)
 {
+    /* No form has a fragment: it is the client's alone, and servers differ
+     * on whether "/a#/b" names /a or /a#/b. */
+    if (memchr(t, '#', n) != NULL)
+        return false;
     if (m == HTTP1_M_CONNECT)
         return authority_form_ok(t, n);
     if (t[0] == '/')

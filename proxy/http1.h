@@ -89,7 +89,9 @@ struct http1_response {
  * Transfer-Encoding with Content-Length; several differing or malformed
  * Content-Length values; a Transfer-Encoding other than a final "chunked";
  * Transfer-Encoding on HTTP/1.0; obs-fold; whitespace before a colon; bare LF;
- * NUL and other CTLs in fields; a missing or repeated Host on HTTP/1.1. */
+ * NUL and other CTLs in fields; a missing or repeated Host on HTTP/1.1; a
+ * Host that is not uri-host [":" port]; a fragment, or userinfo, in the
+ * target. */
 int http1_parse_request(const char *buf, size_t len, size_t max_bytes, struct http1_header *headers,
                         size_t max_headers, struct http1_request *req);
 

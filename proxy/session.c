@@ -410,6 +410,9 @@ void session_next_request(struct session *s)
 {
     /* A reload may have raised limits.max_header_bytes since the last one. */
     conn_set_read_high(s->client, worker_read_high(s->w));
+    /* The last answer is whole: a refusal of the next head (400, 408) is a
+     * fresh answer, not a response cut short. */
+    s->flags &= ~SESSION_FL_RESP_HEAD;
     session_set_state(s, SESSION_HEAD);
     on_request_head(s); /* pipelined already? */
     if (s->state != SESSION_HEAD)

@@ -19,7 +19,7 @@ write_config()
 {
     sy_config "$CONF" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0 \
         extra="\"admin\": {\"socket\": \"$SOCK\"},
-  \"detector\": {\"window_s\": 5, \"min_requests\": 20, \"max_p99_ms\": 1000,
+  \"detector\": {\"window_s\": 5, \"min_requests\": 20, \"max_p99_ms\": 1000, \"max_p99_ratio\": 1000,
                  \"fast_rollback\": {\"consecutive_failures\": 5}},
   \"rollout\": {\"steps\": [10, 25, 100], \"step_s\": 1, \"windows\": ${1:-[]},
                 \"preflight\": [{\"path\": \"/healthz\", \"expect_status\": 200, \"expect_body\": \"ok\"}],
@@ -43,6 +43,9 @@ state_field()
     "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r ".state.$1"
 }
 
+# The latency gates are out of reach (max_p99_ratio 1000): on a loaded CI
+# machine the candidate's p99 can exceed twice the stable's by chance, and
+# this test is about the fault it injects.
 # Traffic for the detector: 4 keep-alive clients, bounded in count, in the
 # background until stop_traffic. Their URL lists are written once.
 for ((c = 0; c < 4; c++)); do

@@ -254,6 +254,28 @@ static const struct req_case req_cases[] = {
     REQ_ERR("GET / HTTX", HTTP1_BAD),
     REQ_ERR("", HTTP1_INCOMPLETE),
     REQ_ERR("\r\n\r", HTTP1_INCOMPLETE),
+
+    /* Hosts and targets that two servers could read as different places
+     * (found by the smuggling integration test). */
+    REQ_OKH("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0, HTTP1_M_GET, "/", 1, 1, NONE, 0,
+            F_HOST, "host", "[::1]:8080"),
+    REQ_OKH("GET / HTTP/1.1\r\nHost: a-b.c_d~e%41!$&'()*+,;=:80\r\n\r\n", 0, HTTP1_M_GET, "/", 1, 1,
+            NONE, 0, F_HOST, "host", "a-b.c_d~e%41!$&'()*+,;=:80"),
+    REQ_OK("GET http://a.example:80?x HTTP/1.1\r\nHost: a\r\n\r\n", 0, HTTP1_M_GET,
+           "http://a.example:80?x", 1, 1, NONE, 0, F_HOST),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: a/smuggled\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: a?b\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: a#b\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET /a#/smuggled HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET /a?b#c HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET http://user@a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET http://user:pw@a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET http://a.example#x HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET http://a\"b/ HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
+    REQ_ERR("GET http://?x HTTP/1.1\r\nHost: a\r\n\r\n", HTTP1_BAD),
 };
 
 static size_t req_limit_bytes(const struct req_case *c)
