@@ -680,7 +680,7 @@ void redis_sync_stats(const struct redis_sync *rs, struct redis_sync_stats *out)
     *out = rs->stats;
     out->up = redis_conn_up(rs->conn);
     out->leader = redis_sync_leader(rs);
-    out->synced = rs->known && !rs->dirty && rs->redis_gen == local(rs)->generation;
+    out->synced = out->up && rs->known && !rs->dirty && rs->redis_gen == local(rs)->generation;
     out->connects = redis_conn_connects(rs->conn);
     out->events_queued = rs->qlen;
 }

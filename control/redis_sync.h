@@ -73,7 +73,7 @@ json_t *redis_sync_status_json(const struct redis_sync *rs);
 struct redis_sync_stats {
     bool up;
     bool leader;
-    bool synced;             /* Redis holds this instance's current state */
+    bool synced;             /* Redis holds this instance's current state (as last seen, link up) */
     uint64_t connects;       /* links made, the first included */
     uint64_t conflicts;      /* writes refused because another instance wrote first */
     uint64_t adopted;        /* states taken from Redis */
