@@ -1,6 +1,9 @@
 # Thin wrapper around CMake: installs what is missing from Debian, configures, builds.
 #   make run    build and start the demo (two backends + the proxy)
-#   make test   every unit and integration test, normal build and ASan+UBSan build
+#   make test   every unit and integration test, normal build and ASan+UBSan build,
+#               then `make fuzz` (FUZZ_SECONDS=0 skips that step)
+#   make fuzz   builds the libFuzzer drivers in build-fuzz/ (clang) and runs each
+#               for FUZZ_SECONDS (default 60), two at a time (tests/fuzz/run)
 #   make bench  switchyard side by side with HAProxy and nginx (bench/run), then
 #               how fast a failing candidate is taken out (bench/rollback), then
 #               a fleet of three sharing one Redis (bench/fleet)
@@ -9,10 +12,14 @@
 
 BUILD      ?= build
 BUILD_SAN  ?= build-san
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS  ?= 2
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
-                libhiredis-dev libcmocka-dev redis-server curl jq tzdata
+                libhiredis-dev libcmocka-dev redis-server curl jq tzdata clang libclang-rt-14-dev \
+                valgrind
 
 .PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback bench-fleet fuzz clean
 
@@ -39,6 +46,10 @@ run: build
 test: build build-san
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD_SAN) && ctest --output-on-failure -j $(JOBS)
+	./tests/fuzz/run $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+fuzz: deps
+	./tests/fuzz/run $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_JOBS)
 
 bench: build
 	./bench/run $(BUILD)
@@ -52,4 +63,4 @@ bench-fleet: build
 	./bench/fleet $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

@@ -234,7 +234,7 @@ void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
         {"allow_gids", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"http", CFGWALK_ADDR, offsetof(struct conf_admin, http), 0, 0, false},
     };
-    char p[CFGWALK_PATH_MAX];
+    char p[CFGWALK_PATH_MAX], shown[160];
     json_t *obj = cfgwalk_member(w, root, "", "admin", CFGWALK_OBJECT, false, p, sizeof(p));
 
     if (!obj)
@@ -245,7 +245,7 @@ void cfgproxy_admin(struct cfgwalk *w, const json_t *root, struct conf_admin *a)
         cfgwalk_error(w, "admin.socket", false,
                       "socket path too long once made absolute (%zu bytes, at most %zu): %s",
                       strlen(a->socket), sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
-                      a->socket);
+                      cfgwalk_quote(shown, sizeof(shown), a->socket));
     parse_socket_mode(w, obj, a);
     json_t *uids =
         cfgwalk_member(w, obj, "admin", "allow_uids", CFGWALK_ARRAY, false, p, sizeof(p));

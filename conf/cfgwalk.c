@@ -126,6 +126,11 @@ const char *cfgwalk_quote(char *buf, size_t size, const char *s)
     return escape(buf, size, s, strlen(s), true, true);
 }
 
+const char *cfgwalk_escape(char *buf, size_t size, const char *s)
+{
+    return escape(buf, size, s, strlen(s), false, false);
+}
+
 /* Finds where to point for path: the key or value itself, else the nearest
  * recorded ancestor, else the first line. */
 static void locate(const struct cfgwalk *w, const char *path, bool at_key, unsigned *line,

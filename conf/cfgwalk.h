@@ -94,6 +94,10 @@ void cfgwalk_path_index(char *buf, size_t size, const char *parent, size_t index
  * strings cut with "...". Returns buf. */
 const char *cfgwalk_quote(char *buf, size_t size, const char *s);
 
+/* The same without the quotes, and leaving quotes and backslashes as they
+ * are (for text that already quotes what it shows). Returns buf. */
+const char *cfgwalk_escape(char *buf, size_t size, const char *s);
+
 /* The source text of the value at path (for "got ..." in messages), or a
  * short description of v when the text is not known. Returns buf. */
 const char *cfgwalk_literal(const struct cfgwalk *w, const char *path, const json_t *v, char *buf,

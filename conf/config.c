@@ -14,12 +14,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "conf/cfgpolicy.h"
 #include "conf/cfgproxy.h"
+#include "conf/cfguser.h"
 #include "conf/cfgwalk.h"
 #include "conf/jsonpos.h"
 
@@ -94,7 +96,11 @@ static void syntax_error(const char *name, const char *text, size_t len, const j
             l++;
     }
     size_t col = pos > start ? pos - start : 1;
-    conf_errors_add(errs, "%s:%d:%zu: invalid JSON: %s", name, line, col, je->text);
+    /* jansson quotes the input it stopped at, which may hold control bytes
+     * (terminal escapes): escape them like every other quoted value. */
+    char shown[4 * JSON_ERROR_TEXT_LENGTH];
+    conf_errors_add(errs, "%s:%d:%zu: invalid JSON: %s", name, line, col,
+                    cfgwalk_escape(shown, sizeof(shown), je->text));
 }
 
 /* Returns a new absolute form of dir (NULL: the current folder). */
@@ -135,7 +141,9 @@ static void set_defaults(struct cfgwalk *w, struct config *cfg)
         w->oom = true;
         return;
     }
-    cfg->admin.allow_uids[0] = getuid();
+    /* The uid that started the process, still the same after "user" dropped
+     * privileges: a reload must not hand the control socket to that user. */
+    cfg->admin.allow_uids[0] = (uint32_t)getauxval(AT_UID);
     cfg->admin.nallow_uids = 1;
 }
 
@@ -240,6 +248,8 @@ static void parse_root(struct cfgwalk *w, const json_t *root, struct config *cfg
         {"state", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"redis", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"access_log", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"user", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"group", CFGWALK_CUSTOM, 0, 0, 0, false},
     };
 
     (void)cfgwalk_object(w, root, "", fields, sizeof(fields) / sizeof(fields[0]), cfg);
@@ -254,6 +264,7 @@ static void parse_root(struct cfgwalk *w, const json_t *root, struct config *cfg
     cfgpolicy_rollout(w, root, &cfg->rollout);
     cfgpolicy_redis(w, root, &cfg->redis);
     parse_files(w, root, cfg);
+    cfguser_parse(w, root, &cfg->run_as);
 }
 
 /* Checks the parsed document; returns the number of problems recorded. */
@@ -404,6 +415,7 @@ void config_free(struct config *cfg)
         return;
     cfgproxy_free(cfg);
     cfgpolicy_free(cfg);
+    cfguser_free(&cfg->run_as);
     free(cfg->state_file);
     free(cfg->audit_log_path);
     free(cfg->access_log_path);

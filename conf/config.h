@@ -156,6 +156,14 @@ struct conf_redis {
     uint32_t lease_ms;
 };
 
+/* "user" and "group": whom switchyard runs as once its sockets are bound. */
+struct conf_run_as {
+    char *user;   /* as written; NULL: no privilege drop */
+    char *group;  /* as written; NULL: the user's primary group */
+    uint32_t uid; /* resolved at load */
+    uint32_t gid; /* resolved at load */
+};
+
 struct config {
     char *path;       /* the file as given, or "<embedded>" */
     char *dir;        /* folder relative paths resolve against */
@@ -174,6 +182,7 @@ struct config {
     char *audit_log_path; /* state.audit_log: absolute path, NULL when absent */
     struct conf_redis redis;
     char *access_log_path; /* absolute path, NULL when absent */
+    struct conf_run_as run_as;
 };
 
 /* A list of problems, each one formatted "FILE:LINE:COL: key.path: message". */
@@ -198,6 +207,5 @@ struct config *config_load_string(const char *text, size_t len, const char *name
                                   struct conf_errors *errs) __attribute__((warn_unused_result));
 
 void config_free(struct config *cfg);
-
 
 #endif

@@ -372,11 +372,18 @@ static uint64_t hash_name(uint32_t parent, const char *b, size_t n, uint32_t ind
     return h;
 }
 
+/* A member's decoded key. Not NULL even for an empty key in a document
+ * with no other keys, where no key buffer exists: NULL means an element. */
+static const char *entry_key(const struct jsonpos *jp, const struct entry *e)
+{
+    return e->name_len > 0 ? jp->keys + e->name : "";
+}
+
 static uint64_t hash_entry(const struct jsonpos *jp, const struct entry *e)
 {
     if (e->name_len == ELEM)
         return hash_name(e->parent, NULL, 0, e->name);
-    return hash_name(e->parent, jp->keys + e->name, e->name_len, 0);
+    return hash_name(e->parent, entry_key(jp, e), e->name_len, 0);
 }
 
 static int build_hash(struct jsonpos *jp)
@@ -442,7 +449,7 @@ static uint32_t child(const struct jsonpos *jp, uint32_t parent, const char *b, 
             continue;
         if (!b && e->name_len == ELEM && e->name == index)
             return k;
-        if (b && e->name_len == n && memcmp(jp->keys + e->name, b, n) == 0)
+        if (b && e->name_len == n && memcmp(entry_key(jp, e), b, n) == 0)
             return k;
     }
     return NONE;

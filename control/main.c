@@ -15,6 +15,7 @@
 #include "control/admin_http.h"
 #include "control/embedded_config.h"
 #include "control/guard.h"
+#include "control/privs.h"
 #include "control/redis_fleet.h"
 #include "control/redis_sync.h"
 #include "control/rollout.h"
@@ -381,6 +382,10 @@ static int run(struct snapshot *snap, const struct options *o)
         if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) < 0)
             goto out;
     }
+    /* Last thing before the workers serve: proxy_new() bound the listeners,
+     * and the control socket, admin.http and every log are open. */
+    if (privs_drop(cfg, o->config_path) < 0)
+        goto out;
     if (ctl.drain_poll == NULL || ctl.drain_deadline == NULL || proxy_start(ctl.proxy) < 0)
         goto out;
     log_start(cfg, service_split(svc));

@@ -108,6 +108,16 @@ size_t reload_check(const struct config *running, const struct config *next,
                         next->access_log_path ? next->access_log_path : "(none)");
     if (!same_redis(&running->redis, &next->redis))
         conf_errors_add(errs, "%s: redis: changed: " RESTART, f);
+    /* Privileges are dropped once at start-up: there is no way back to root. */
+    if (!same_str(running->run_as.user, next->run_as.user) ||
+        running->run_as.uid != next->run_as.uid)
+        conf_errors_add(errs, "%s: user: changed from %s to %s: " RESTART, f,
+                        running->run_as.user ? running->run_as.user : "(none)",
+                        next->run_as.user ? next->run_as.user : "(none)");
+    if (!same_str(running->run_as.group, next->run_as.group) ||
+        running->run_as.gid != next->run_as.gid)
+        conf_errors_add(errs, "%s: group: changed from gid %u to gid %u: " RESTART, f,
+                        running->run_as.gid, next->run_as.gid);
     return errs->n - before;
 }
 

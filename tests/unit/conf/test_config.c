@@ -29,6 +29,8 @@
     "\"green\": {\"servers\": [{\"name\": \"g1\", \"addr\": \"127.0.0.1:9002\"}]}}"
 #define WITH(line3) "{" LISTEN ",\n" POOLS ",\n" line3 "\n}\n"
 #define MINIMAL "{" LISTEN ",\n" POOLS "\n}\n"
+#define K10 "kkkkkkkkkk"
+#define K100 K10 K10 K10 K10 K10 K10 K10 K10 K10 K10
 
 static struct config *load(const char *text, struct conf_errors *errs)
 {
@@ -453,6 +455,18 @@ static const struct bad_case bad_cases[] = {
      "{\"workers\": 2,\n \"workers\": 3}",
      {"t.json:2:10: invalid JSON: duplicate object key near '\"workers\"'"}},
     {"empty file", "", {"t.json:1:1: invalid JSON: '[' or '{' expected near end of file"}},
+    /* Found by fuzz_config: jansson quotes the bytes it stopped at, and a
+     * control byte there reached the terminal showing the message. */
+    {"control byte before the top level",
+     "\x1b[31m{}",
+     {"t.json:1:1: invalid JSON: '[' or '{' expected near '\\x1b'"}},
+    {"socket path too long, with a control byte",
+     WITH("\"admin\": {\"socket\": \"s\\u007f" K100 "\"}"),
+     {"t.json:3:21: admin.socket: socket path too long once made absolute (118 bytes, at most "
+      "107): \"/etc/switchyard/s\\x7f" K100 "\""}},
+    {"control byte as a value",
+     "{\"workers\": \x1b[2J}",
+     {"t.json:1:13: invalid JSON: invalid token near '\\x1b'"}},
     {"top level is an array",
      "[1, 2]",
      {"t.json:1:1: expected an object at the top level, got an array"}},
@@ -696,6 +710,22 @@ static void test_jsonpos_paths(void **state)
     jsonpos_free(jp);
 }
 
+/* Found by fuzz_config: in a document whose only keys are empty there is no
+ * key buffer at all, and the empty key was hashed as if it were [0]. */
+static void test_jsonpos_only_empty_keys(void **state)
+{
+    const char *text = "{\"\": [5]}";
+    struct jsonpos_loc loc;
+    (void)state;
+
+    struct jsonpos *jp = jsonpos_scan(text, strlen(text));
+    assert_non_null(jp);
+    assert_int_equal(jsonpos_find(jp, "[0]", &loc), 0);
+    assert_int_equal(loc.col, 7);
+    assert_int_equal(loc.len, 1);
+    jsonpos_free(jp);
+}
+
 static void test_jsonpos_bad_input(void **state)
 {
     static const char *const texts[] = {
@@ -873,6 +903,58 @@ static void test_rollout_report_dir(void **state)
     }
 }
 
+/* "user" and "group": names or numeric ids, resolved at load; root is the one
+ * account every system has. */
+static void test_run_as(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *want;
+    } bad[] = {
+        {WITH("\"user\": \"no-such-user-sy\""),
+         "t.json:3:9: user: no such user \"no-such-user-sy\""},
+        {WITH("\"user\": \"root\", \"group\": \"no-such-group-sy\""),
+         "t.json:3:26: group: no such group \"no-such-group-sy\""},
+        {WITH("\"group\": \"root\""),
+         "t.json:3:1: group: needs \"user\" too: privileges are dropped to both"},
+        {WITH("\"user\": \"4000000001\""),
+         "t.json:3:9: user: uid 4000000001 is not in the user database, so it has no primary "
+         "group: set \"group\" too"},
+        {WITH("\"user\": 0"), "t.json:3:9: user: expected a string, got 0"},
+        {WITH("\"user\": \"\""), "t.json:3:9: user: must not be empty"},
+    };
+    struct conf_errors errs = {0};
+    struct config *cfg;
+    (void)state;
+
+    cfg = load(MINIMAL, &errs);
+    assert_non_null(cfg);
+    assert_null(cfg->run_as.user);
+    config_free(cfg);
+    cfg = load(WITH("\"user\": \"root\""), &errs);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->run_as.user, "root");
+    assert_null(cfg->run_as.group);
+    assert_int_equal(cfg->run_as.uid, 0);
+    assert_int_equal(cfg->run_as.gid, 0);
+    config_free(cfg);
+    cfg = load(WITH("\"user\": \"4000000001\", \"group\": \"4000000002\""), &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->run_as.uid, 4000000001u);
+    assert_int_equal(cfg->run_as.gid, 4000000002u);
+    config_free(cfg);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(load(bad[i].text, &errs));
+        if (errs.n != 1 || strcmp(errs.msgs[0], bad[i].want) != 0)
+            conf_errors_print(&errs, stderr);
+        assert_int_equal(errs.n, 1);
+        assert_string_equal(errs.msgs[0], bad[i].want);
+        conf_errors_clear(&errs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -889,11 +971,13 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_colour_names),
         cmocka_unit_test(test_jsonpos_paths),
+        cmocka_unit_test(test_jsonpos_only_empty_keys),
         cmocka_unit_test(test_jsonpos_bad_input),
         cmocka_unit_test(test_parse_bp),
         cmocka_unit_test(test_sticky_set_cookie),
         cmocka_unit_test(test_probe_headers),
         cmocka_unit_test(test_rollout_report_dir),
+        cmocka_unit_test(test_run_as),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
