@@ -218,12 +218,26 @@ static int parse_resp(const char *buf, size_t len, void *arg)
                                 c->method, c->res);
 }
 
+/* The server broke its response after the head went down: cut short,
+ * malformed chunks, or bytes past its end. The status was counted when the
+ * head came; the break counts as well (as HAProxy's srv_abrt beside its
+ * hrsp_2xx), or a server that fails mid-body would look all 2xx. */
+static void record_broken_response(struct session *s, const char *why)
+{
+    s->flags |= SESSION_FL_UP_CLOSE;
+    s->error = why;
+    record(s, OUTCOME_RESET, 0, why);
+}
+
 /* Ends an exchange whose response went down whole. */
 static void finish_exchange(struct session *s)
 {
+    /* Bytes after the end of a response answer no request: the framing was
+     * wrong (a Content-Length too small), and the rest is not forwarded. */
+    if (evbuffer_get_length(up_in(s)) > 0)
+        record_broken_response(s, "upstream sent bytes past the end of its response");
     bool reusable = (s->flags & SESSION_FL_REQ_DONE) && !(s->flags & SESSION_FL_UP_CLOSE) &&
-                    s->resp.kind != HTTP1_BODY_CLOSE && evbuffer_get_length(up_in(s)) == 0 &&
-                    evbuffer_get_length(up_out(s)) == 0;
+                    s->resp.kind != HTTP1_BODY_CLOSE && evbuffer_get_length(up_out(s)) == 0;
 
     session_log_exchange(s);
     if (reusable)
@@ -390,14 +404,16 @@ void exchange_pump_response(struct session *s)
         return;
     int r = relay_body_move(up_in(s), client_out(s), &s->resp);
     if (r < 0) {
-        session_close(s, "malformed chunked response body");
+        record_broken_response(s, "malformed chunked response body");
+        session_close(s, s->error);
         return;
     }
     if (r == 0 && (s->flags & SESSION_FL_UP_EOF) && evbuffer_get_length(up_in(s)) == 0) {
         /* Everything the server sent went down: a close-delimited body ends
          * here, any other is cut short. */
         if (s->resp.kind != HTTP1_BODY_CLOSE) {
-            session_close(s, "upstream closed the connection mid-response");
+            record_broken_response(s, "upstream closed the connection mid-response");
+            session_close(s, s->error);
             return;
         }
         r = 1;
@@ -431,24 +447,28 @@ static void up_write_cb(struct conn *c, void *arg)
         exchange_tunnel_pump(s);
 }
 
-/* A socket error or an idle timeout on the upstream during an exchange. */
+/* A socket error or an idle timeout on the upstream during an exchange.
+ * After the head, the status is counted already; a body that breaks or
+ * stalls counts too. A server that answered and then stops reading the
+ * rest of the request has had its say: that is no fault of its. */
 static void upstream_failed(struct session *s, short what)
 {
-    bool answered = s->flags & SESSION_FL_RESP_HEAD; /* its outcome is recorded already */
+    bool answered = s->flags & SESSION_FL_RESP_HEAD;
 
     if (!answered && (what & CONN_EV_ERROR) && try_replay(s))
         return;
     if (what & CONN_EV_TIMEOUT) {
         const char *why = (what & CONN_EV_READING) ? "upstream stopped sending"
                                                    : "upstream stopped reading the request";
-        if (!answered)
+        if (!answered || (what & CONN_EV_READING))
             record(s, OUTCOME_TIMEOUT, 0, why);
         session_respond_error(s, 504, why);
         return;
     }
-    if (!answered)
-        record(s, OUTCOME_RESET, 0, "upstream connection failed");
-    session_respond_error(s, 502, "upstream connection failed");
+    const char *why =
+        answered ? "upstream connection failed mid-response" : "upstream connection failed";
+    record(s, OUTCOME_RESET, 0, why);
+    session_respond_error(s, 502, why);
 }
 
 void exchange_timed_out(struct session *s)

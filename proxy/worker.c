@@ -57,6 +57,10 @@ static int listen_probe(const struct conf_addr *addr)
     return 0;
 }
 
+/* Set while accept() fails (descriptors are per process, so is this): the
+ * failure is logged when it starts, not at every retry. */
+static _Atomic bool accept_failing;
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -64,6 +68,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int one = 1;
     uint32_t n = atomic_fetch_add_explicit(&w->shared->nconns, 1, memory_order_relaxed);
 
+    if (atomic_load_explicit(&accept_failing, memory_order_relaxed))
+        atomic_store_explicit(&accept_failing, false, memory_order_relaxed);
     if (n >= w->cfg->limits.max_connections) {
         /* Over the limit: close at once rather than queue without bound. */
         atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
@@ -102,7 +108,8 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* accept() failed. Out of descriptors or memory: pause the listeners briefly
- * instead of spinning on a socket that stays readable. */
+ * instead of spinning on a socket that stays readable. Logged once as it
+ * starts (and at most once a second, should it come and go). */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     struct worker *w = arg;
@@ -111,8 +118,9 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     time_t now = time(NULL);
     struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
 
-    if (atomic_exchange(&last_log, now) != now)
-        log_warn("accept: %s: pausing the listeners for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+    if (!atomic_exchange(&accept_failing, true) && atomic_exchange(&last_log, now) != now)
+        log_warn("accept: %s: pausing the listeners for %d ms at a time until it works again",
+                 strerror(err), ACCEPT_PAUSE_MS);
     listeners_set(w, false);
     event_base_once(w->base, -1, EV_TIMEOUT, accept_resume_cb, w, &pause);
 }
