@@ -218,12 +218,21 @@ for ((k = 0; k < 64; k++)); do
         "$RAW" --unix "$SOCK" --timeout-ms 60000 >/dev/null &
     fpids+=($!)
 done
-# 64 sanitized clients starting on a loaded machine can take seconds.
-for ((i = 0; i < 400; i++)); do
-    r=$(ctl '{"cmd":"status"}')
-    [[ "$(field "$r" .error.code)" == busy ]] && break
+# accepted SOCK: the connections the server accepted on the control socket
+# (/proc/net/unix lists them with the socket's path, state 03: connected).
+accepted()
+{
+    awk -v p="$1" '$6 == "03" && $8 == p { n++ } END { print n + 0 }' /proc/net/unix
+}
+# 64 sanitized clients starting on a loaded machine can take seconds. No
+# other client may connect meanwhile: it could take a slot that a follower
+# would then find busy.
+for ((i = 0; i < 600; i++)); do
+    (($(accepted "$SOCK") >= 64)) && break
     sleep 0.05
 done
+sy_eq "64 followers hold their slots" "$(accepted "$SOCK")" 64
+r=$(ctl '{"cmd":"status"}')
 sy_eq "with 64 followers, one more client is busy" "$(field "$r" .error.code)" busy
 sleep 0.2 # their requests, sent before we were turned away, are read by now
 kill -KILL "${fpids[@]}" 2>/dev/null
