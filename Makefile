@@ -19,7 +19,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES := build-essential cmake pkg-config libevent-dev libssl-dev libjansson-dev \
                 libhiredis-dev libcmocka-dev redis-server curl jq tzdata clang libclang-rt-14-dev \
-                valgrind
+                valgrind openssl
 
 .PHONY: all deps build build-san run test test-unit test-integration bench bench-rollback bench-fleet fuzz clean
 

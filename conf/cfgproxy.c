@@ -2,10 +2,14 @@
  * pools and routing. */
 #include "conf/cfgproxy.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define SERVER_NAME_MAX 64
 #define DEFAULT_OVERRIDE_HEADER "X-Switchyard-Pool"
@@ -57,17 +61,92 @@ static void report_duplicates(struct cfgwalk *w, struct seen *s, size_t n, const
     }
 }
 
+static void parse_tls_version(struct cfgwalk *w, const json_t *obj, const char *path,
+                              struct conf_tls *t)
+{
+    char p[CFGWALK_PATH_MAX], shown[96];
+    json_t *v = cfgwalk_member(w, obj, path, "min_version", CFGWALK_STRING, false, p, sizeof(p));
+    const char *s = v ? json_string_value(v) : NULL;
+
+    if (!s)
+        return;
+    if (strcmp(s, "1.2") == 0)
+        t->min_version = CONF_TLS_1_2;
+    else if (strcmp(s, "1.3") == 0)
+        t->min_version = CONF_TLS_1_3;
+    else
+        cfgwalk_error(w, p, false, "must be \"1.2\" or \"1.3\" (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), s));
+}
+
+/* Reports at path.key why OpenSSL refused it, and empties OpenSSL's error
+ * queue, which would otherwise confuse the next OpenSSL call. */
+static void tls_error(struct cfgwalk *w, const char *path, const char *key, const char *what)
+{
+    char p[CFGWALK_PATH_MAX];
+    const char *reason = ERR_reason_error_string(ERR_peek_error());
+
+    cfgwalk_path_key(p, sizeof(p), path, key);
+    cfgwalk_error(w, p, false, "%s: %s", what, reason ? reason : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+/* OpenSSL would only say "system lib" for a file it cannot open. */
+static bool tls_file_readable(struct cfgwalk *w, const char *path, const char *key,
+                              const char *file)
+{
+    char p[CFGWALK_PATH_MAX];
+    FILE *f = fopen(file, "r");
+
+    if (f) {
+        fclose(f);
+        return true;
+    }
+    cfgwalk_path_key(p, sizeof(p), path, key);
+    cfgwalk_error(w, p, false, "cannot read %s: %s", file, strerror(errno));
+    return false;
+}
+
+/* Loads the certificate chain and the key and sets the cipher lists the way
+ * the proxy will at start, so that a file that is missing, unreadable,
+ * malformed or a key that does not match is a config error (`switchyard -t`
+ * reports it) and never a failure once serving. */
+static void check_tls(struct cfgwalk *w, const char *path, const struct conf_tls *t)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (!ctx) {
+        w->oom = true;
+        return;
+    }
+    bool cert_ok = t->cert && tls_file_readable(w, path, "cert", t->cert);
+    bool key_ok = t->key && tls_file_readable(w, path, "key", t->key);
+
+    if (cert_ok && SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
+        tls_error(w, path, "cert", "not a PEM certificate chain");
+    else if (cert_ok && key_ok && SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
+        tls_error(w, path, "key", "not a PEM private key for the certificate");
+    if (t->ciphers && SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1)
+        tls_error(w, path, "ciphers", "no usable cipher");
+    if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1)
+        tls_error(w, path, "ciphersuites", "not a valid TLS 1.3 cipher suite list");
+    SSL_CTX_free(ctx);
+}
+
 static void parse_tls(struct cfgwalk *w, const json_t *obj, const char *path, struct conf_listen *l)
 {
     static const struct cfgwalk_field fields[] = {
         {"cert", CFGWALK_FILE, offsetof(struct conf_tls, cert), 0, 0, true},
         {"key", CFGWALK_FILE, offsetof(struct conf_tls, key), 0, 0, true},
+        {"min_version", CFGWALK_CUSTOM, 0, 0, 0, false},
+        {"ciphers", CFGWALK_WORD, offsetof(struct conf_tls, ciphers), 0, 0, false},
+        {"ciphersuites", CFGWALK_WORD, offsetof(struct conf_tls, ciphersuites), 0, 0, false},
     };
 
     l->has_tls = true;
     (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), &l->tls);
-    /* Serving plain text where TLS was asked for would expose the traffic. */
-    cfgwalk_error(w, path, false, "TLS termination is not supported yet");
+    parse_tls_version(w, obj, path, &l->tls);
+    check_tls(w, path, &l->tls);
 }
 
 static void parse_listen_entry(struct cfgwalk *w, const json_t *obj, const char *path,
@@ -499,6 +578,8 @@ void cfgproxy_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nlisten; i++) {
         free(cfg->listen[i].tls.cert);
         free(cfg->listen[i].tls.key);
+        free(cfg->listen[i].tls.ciphers);
+        free(cfg->listen[i].tls.ciphersuites);
     }
     free(cfg->listen);
     free(cfg->admin.socket);

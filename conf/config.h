@@ -43,9 +43,23 @@ struct conf_pool {
     size_t nservers; /* >= 1 */
 };
 
+enum conf_tls_version {
+    CONF_TLS_1_2, /* the default */
+    CONF_TLS_1_3,
+};
+
+/* TLS 1.2 ciphers when "ciphers" is absent: forward-secret AEAD only. */
+#define CONF_TLS_CIPHERS_DEFAULT                                                                   \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 struct conf_tls {
-    char *cert; /* absolute path */
-    char *key;  /* absolute path */
+    char *cert;                        /* absolute path: PEM, the chain after the leaf */
+    char *key;                         /* absolute path: PEM */
+    enum conf_tls_version min_version; /* default CONF_TLS_1_2 */
+    char *ciphers;                     /* TLS <= 1.2 list; NULL: CONF_TLS_CIPHERS_DEFAULT */
+    char *ciphersuites;                /* TLS 1.3 list; NULL: OpenSSL's default */
 };
 
 struct conf_listen {

@@ -31,6 +31,14 @@ static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+/* The TLS contexts are built once, with the listeners. */
+static bool same_tls(const struct conf_tls *x, const struct conf_tls *y)
+{
+    return same_str(x->cert, y->cert) && same_str(x->key, y->key) &&
+           x->min_version == y->min_version && same_str(x->ciphers, y->ciphers) &&
+           same_str(x->ciphersuites, y->ciphersuites);
+}
+
 static bool same_listeners(const struct config *a, const struct config *b)
 {
     if (a->nlisten != b->nlisten)
@@ -38,8 +46,7 @@ static bool same_listeners(const struct config *a, const struct config *b)
     for (size_t i = 0; i < a->nlisten; i++) {
         const struct conf_listen *x = &a->listen[i], *y = &b->listen[i];
         if (!same_addr(&x->addr, &y->addr) || x->has_tls != y->has_tls ||
-            (x->has_tls &&
-             (!same_str(x->tls.cert, y->tls.cert) || !same_str(x->tls.key, y->tls.key))))
+            (x->has_tls && !same_tls(&x->tls, &y->tls)))
             return false;
     }
     return true;

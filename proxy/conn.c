@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -12,22 +13,32 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define CONN_READ_MIN 16384 /* space offered to one recv */
 #define CONN_READ_MAX 65536
+#define CONN_TLS_RECORD 16384 /* plaintext per SSL_write: one full TLS record */
 
 #define CONN_FL_READ_ON 0x01     /* the user wants input */
 #define CONN_FL_READ_ARMED 0x02  /* rev is added */
 #define CONN_FL_WRITE_ARMED 0x04 /* wev is added: the socket would block */
 #define CONN_FL_CONNECTING 0x08
-#define CONN_FL_EOF 0x10          /* read returned 0: never read again */
-#define CONN_FL_FLUSH_QUEUED 0x20 /* flush_ev is active */
-#define CONN_FL_SHUT_PENDING 0x40 /* shutdown(SHUT_WR) once the output is out */
-#define CONN_FL_FAILED 0x80       /* a write failed: the event callback was told */
+#define CONN_FL_EOF 0x10                /* read returned 0: never read again */
+#define CONN_FL_FLUSH_QUEUED 0x20       /* flush_ev is active */
+#define CONN_FL_SHUT_PENDING 0x40       /* shutdown(SHUT_WR) once the output is out */
+#define CONN_FL_FAILED 0x80             /* a write failed: the event callback was told */
+#define CONN_FL_TLS_HANDSHAKE 0x100     /* SSL_accept not done: no application bytes yet */
+#define CONN_FL_TLS_READ_BLOCKED 0x200  /* SSL_read waits for the socket to be writable */
+#define CONN_FL_TLS_WRITE_BLOCKED 0x400 /* SSL_write waits for the socket to be readable */
+#define CONN_FL_TLS_FATAL 0x800         /* OpenSSL failed: no more SSL calls, no close_notify */
+#define CONN_FL_WR_SHUT 0x1000          /* our FIN went out */
+#define CONN_FL_TLS_MORE 0x2000         /* OpenSSL may hold input no poll will signal */
 
 struct conn {
     int fd;
     unsigned flags;
+    SSL *ssl;              /* NULL on plain connections */
     struct event rev;      /* EV_READ | EV_PERSIST */
     struct event wev;      /* EV_WRITE | EV_PERSIST: connect, or output that would block */
     struct event flush_ev; /* activated by hand: writes a callback's output in one go */
@@ -66,8 +77,9 @@ static void retime(struct event *ev, const struct timeval *tv)
 static void read_update(struct conn *c)
 {
     bool want =
-        (c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING)) == CONN_FL_READ_ON &&
-        (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high);
+        ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING)) == CONN_FL_READ_ON &&
+         (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
+        (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_WRITE_BLOCKED));
 
     if (want && !(c->flags & CONN_FL_READ_ARMED)) {
         event_add(&c->rev, c->rd_tv);
@@ -75,6 +87,22 @@ static void read_update(struct conn *c)
     } else if (!want && (c->flags & CONN_FL_READ_ARMED)) {
         disarm(&c->rev);
         c->flags &= ~CONN_FL_READ_ARMED;
+    }
+    /* Bytes OpenSSL already took off the socket wake no poll: come back for
+     * them from the loop. */
+    if (want && (c->flags & CONN_FL_TLS_MORE))
+        event_active(&c->rev, EV_READ, 0);
+}
+
+/* Adds or removes wev. */
+static void write_arm(struct conn *c, bool on)
+{
+    if (on && !(c->flags & CONN_FL_WRITE_ARMED)) {
+        event_add(&c->wev, c->wr_tv);
+        c->flags |= CONN_FL_WRITE_ARMED;
+    } else if (!on && (c->flags & CONN_FL_WRITE_ARMED)) {
+        disarm(&c->wev);
+        c->flags &= ~CONN_FL_WRITE_ARMED;
     }
 }
 
@@ -159,6 +187,40 @@ struct conn *conn_connect(struct event_base *base, const struct sockaddr *sa, so
     return c;
 }
 
+int conn_accept_tls(struct conn *c, struct ssl_ctx_st *ctx)
+{
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+        ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        errno = ENOMEM;
+        return -1;
+    }
+    SSL_set_accept_state(c->ssl);
+    c->flags |= CONN_FL_TLS_HANDSHAKE;
+    read_update(c);
+    return 0;
+}
+
+bool conn_is_tls(const struct conn *c)
+{
+    return c->ssl != NULL;
+}
+
+/* Sends close_notify when the TLS session is sound and we have not sent it
+ * yet: the client learns the close is deliberate, and OpenSSL keeps the
+ * session in its cache only after a clean shutdown. Best effort: one
+ * non-blocking write. */
+static void tls_close_notify(struct conn *c)
+{
+    if (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_FATAL | CONN_FL_FAILED | CONN_FL_WR_SHUT))
+        return;
+    ERR_clear_error();
+    if (SSL_shutdown(c->ssl) < 0)
+        ERR_clear_error();
+}
+
 void conn_free(struct conn *c)
 {
     if (c == NULL)
@@ -166,6 +228,10 @@ void conn_free(struct conn *c)
     event_del(&c->rev);
     event_del(&c->wev);
     event_del(&c->flush_ev);
+    if (c->ssl != NULL) {
+        tls_close_notify(c);
+        SSL_free(c->ssl);
+    }
     close(c->fd);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
@@ -236,24 +302,54 @@ static void call_event(struct conn *c, short what)
         c->ev(c, what, c->arg);
 }
 
+/* How much input one read event may take: up to the high-water mark. */
+static size_t read_size(const struct conn *c)
+{
+    size_t room;
+
+    if (c->read_high == 0)
+        return CONN_READ_MIN;
+    room = c->read_high - evbuffer_get_length(c->in);
+    return room < CONN_READ_MIN ? CONN_READ_MIN : room > CONN_READ_MAX ? CONN_READ_MAX : room;
+}
+
+static void read_eof(struct conn *c)
+{
+    c->flags |= CONN_FL_EOF;
+    read_update(c);
+    call_event(c, CONN_EV_EOF | CONN_EV_READING);
+}
+
+/* Keeps only the first n bytes of the reserved vec[0..nvec) and commits. */
+static void commit_read(struct conn *c, struct evbuffer_iovec *vec, int nvec, size_t n)
+{
+    for (int i = 0; i < nvec; i++) {
+        size_t part = n < vec[i].iov_len ? n : vec[i].iov_len;
+        vec[i].iov_len = part;
+        n -= part;
+    }
+    evbuffer_commit_space(c->in, vec, nvec);
+}
+
+static void tls_read_event(struct conn *c);
+
 /* One recv into reserved space: no FIONREAD ioctl first, as evbuffer_read
  * would do. */
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer_iovec vec[2];
-    size_t want = CONN_READ_MIN;
     ssize_t n;
 
     if (what & EV_TIMEOUT) {
         call_event(c, CONN_EV_TIMEOUT | CONN_EV_READING);
         return;
     }
-    if (c->read_high > 0) {
-        size_t room = c->read_high - evbuffer_get_length(c->in);
-        want = room < CONN_READ_MIN ? CONN_READ_MIN : room > CONN_READ_MAX ? CONN_READ_MAX : room;
+    if (c->ssl != NULL) {
+        tls_read_event(c);
+        return;
     }
-    int nvec = evbuffer_reserve_space(c->in, (ev_ssize_t)want, vec, 2);
+    int nvec = evbuffer_reserve_space(c->in, (ev_ssize_t)read_size(c), vec, 2);
     if (nvec < 1) {
         errno = ENOMEM;
         call_event(c, CONN_EV_ERROR | CONN_EV_READING);
@@ -269,17 +365,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (n == 0) {
         evbuffer_commit_space(c->in, vec, 0);
-        c->flags |= CONN_FL_EOF;
-        read_update(c);
-        call_event(c, CONN_EV_EOF | CONN_EV_READING);
+        read_eof(c);
         return;
     }
-    for (int i = 0; i < nvec; i++) {
-        size_t part = (size_t)n < vec[i].iov_len ? (size_t)n : vec[i].iov_len;
-        vec[i].iov_len = part;
-        n -= (ssize_t)part;
-    }
-    evbuffer_commit_space(c->in, vec, nvec);
+    commit_read(c, vec, nvec, (size_t)n);
     read_update(c); /* pause when over the high-water mark */
     if (c->rd != NULL)
         c->rd(c, c->arg);
@@ -287,29 +376,35 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Writes what the socket takes; arms or disarms wev to match. The write
  * callback goes last because it may free the conn. */
+static int tls_write(struct conn *c);
+static int shut_write(struct conn *c);
+
+/* Application bytes cannot go while the handshake runs or while SSL_write
+ * waits for the socket to be readable: the events that end those resume
+ * the writing. */
+#define CONN_FL_WRITE_HELD (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_WRITE_BLOCKED | CONN_FL_TLS_FATAL)
+
 static void do_write(struct conn *c)
 {
+    if (c->flags & CONN_FL_WRITE_HELD)
+        return;
     /* evbuffer_write() returns -1 for an empty buffer, errno untouched. */
-    int n = evbuffer_get_length(c->out) > 0 ? evbuffer_write(c->out, c->fd) : 0;
+    int n = evbuffer_get_length(c->out) == 0 ? 0
+            : c->ssl != NULL                 ? tls_write(c)
+                                             : evbuffer_write(c->out, c->fd);
 
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        if (c->flags & CONN_FL_WRITE_ARMED)
-            disarm(&c->wev);
-        c->flags = (c->flags & ~CONN_FL_WRITE_ARMED) | CONN_FL_FAILED;
+        write_arm(c, false);
+        c->flags |= CONN_FL_FAILED;
         call_event(c, CONN_EV_ERROR | CONN_EV_WRITING);
         return;
     }
     size_t left = evbuffer_get_length(c->out);
-    if (left == 0 && (c->flags & CONN_FL_WRITE_ARMED)) {
-        disarm(&c->wev);
-        c->flags &= ~CONN_FL_WRITE_ARMED;
-    } else if (left > 0 && !(c->flags & CONN_FL_WRITE_ARMED)) {
-        event_add(&c->wev, c->wr_tv);
-        c->flags |= CONN_FL_WRITE_ARMED;
-    }
+    write_arm(c, (left > 0 && !(c->flags & CONN_FL_TLS_WRITE_BLOCKED)) ||
+                     (c->flags & CONN_FL_TLS_READ_BLOCKED));
     if (left == 0 && (c->flags & CONN_FL_SHUT_PENDING)) {
         c->flags &= ~CONN_FL_SHUT_PENDING;
-        shutdown(c->fd, SHUT_WR);
+        shut_write(c);
     }
     if (n > 0 && left <= c->write_low && c->wr != NULL)
         c->wr(c, c->arg);
@@ -340,6 +435,8 @@ static void connect_done(struct conn *c)
     call_event(c, CONN_EV_CONNECTED);
 }
 
+static bool tls_write_event(struct conn *c);
+
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
@@ -352,6 +449,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
         connect_done(c);
         return;
     }
+    if (c->ssl != NULL && tls_write_event(c))
+        return;
     do_write(c);
 }
 
@@ -370,10 +469,210 @@ void conn_flush(struct conn *c)
         do_write(c);
 }
 
+/* close_notify first on TLS, so that the FIN reads as a deliberate end. */
+static int shut_write(struct conn *c)
+{
+    if (c->ssl != NULL)
+        tls_close_notify(c);
+    c->flags |= CONN_FL_WR_SHUT;
+    return shutdown(c->fd, SHUT_WR);
+}
+
 void conn_shutdown_write(struct conn *c)
 {
-    if (evbuffer_get_length(c->out) == 0 && !(c->flags & CONN_FL_CONNECTING))
-        shutdown(c->fd, SHUT_WR);
+    if (evbuffer_get_length(c->out) == 0 && !(c->flags & (CONN_FL_CONNECTING | CONN_FL_WRITE_HELD)))
+        shut_write(c);
     else
         c->flags |= CONN_FL_SHUT_PENDING;
+}
+
+int conn_shutdown_write_now(struct conn *c)
+{
+    return shut_write(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TLS: SSL_read and SSL_write on the socket itself, driven by rev and wev.  */
+
+/* OpenSSL failed for good: no SSL call may follow, not even SSL_shutdown,
+ * and no event may fire again. Sets errno: the socket's error, or EPROTO
+ * for a TLS error. */
+static void tls_mark_fatal(struct conn *c, int err, int sys_errno)
+{
+    c->flags = (c->flags | CONN_FL_TLS_FATAL | CONN_FL_EOF) &
+               ~(CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_READ_BLOCKED | CONN_FL_TLS_WRITE_BLOCKED);
+    read_update(c);
+    write_arm(c, false);
+    ERR_clear_error();
+    errno = err == SSL_ERROR_SYSCALL && sys_errno != 0 ? sys_errno : EPROTO;
+}
+
+static void tls_fail(struct conn *c, int err, int sys_errno, short dir)
+{
+    tls_mark_fatal(c, err, sys_errno);
+    call_event(c, CONN_EV_ERROR | dir);
+}
+
+static void tls_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    int saved = errno;
+    int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+
+    switch (err) {
+    case SSL_ERROR_NONE:
+        c->flags &= ~CONN_FL_TLS_HANDSHAKE;
+        if (SSL_has_pending(c->ssl))
+            c->flags |= CONN_FL_TLS_MORE;
+        write_arm(c, false);
+        read_update(c); /* and come back for a request read with the handshake */
+        if (evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING))
+            do_write(c);
+        break;
+    case SSL_ERROR_WANT_READ:
+        write_arm(c, false);
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        write_arm(c, true);
+        break;
+    case SSL_ERROR_ZERO_RETURN: /* the client left mid-handshake: nothing to close cleanly */
+        tls_mark_fatal(c, err, saved);
+        call_event(c, CONN_EV_EOF | CONN_EV_READING);
+        break;
+    default:
+        tls_fail(c, err, saved, CONN_EV_READING);
+        break;
+    }
+}
+
+/* Fills vec with plaintext. Returns SSL_ERROR_NONE when vec is full, the
+ * SSL error that stopped it otherwise. SSL_ERROR_WANT_READ also means "no
+ * more now" once OpenSSL holds nothing more: trying again would cost a recv
+ * that finds the socket empty. */
+static int tls_fill(struct conn *c, struct evbuffer_iovec *vec, int *sys_errno)
+{
+    size_t used = 0, n;
+
+    while (used < vec->iov_len) {
+        ERR_clear_error();
+        if (SSL_read_ex(c->ssl, (char *)vec->iov_base + used, vec->iov_len - used, &n) != 1) {
+            *sys_errno = errno;
+            vec->iov_len = used;
+            return SSL_get_error(c->ssl, 0);
+        }
+        used += n;
+        if (used < vec->iov_len && !SSL_has_pending(c->ssl)) {
+            vec->iov_len = used;
+            return SSL_ERROR_WANT_READ;
+        }
+    }
+    return SSL_ERROR_NONE;
+}
+
+static void tls_read(struct conn *c)
+{
+    struct evbuffer_iovec vec[2];
+    int err = SSL_ERROR_NONE, sys_errno = 0, nvec;
+    size_t got = 0;
+
+    c->flags &= ~CONN_FL_TLS_MORE;
+    nvec = evbuffer_reserve_space(c->in, (ev_ssize_t)read_size(c), vec, 2);
+    if (nvec < 1) {
+        errno = ENOMEM;
+        call_event(c, CONN_EV_ERROR | CONN_EV_READING);
+        return;
+    }
+    for (int i = 0; i < nvec; i++) {
+        if (err == SSL_ERROR_NONE)
+            err = tls_fill(c, &vec[i], &sys_errno);
+        else
+            vec[i].iov_len = 0;
+        got += vec[i].iov_len;
+    }
+    evbuffer_commit_space(c->in, vec, nvec);
+    if (err == SSL_ERROR_WANT_WRITE) {
+        c->flags |= CONN_FL_TLS_READ_BLOCKED;
+        write_arm(c, true);
+    } else if (err == SSL_ERROR_ZERO_RETURN && got == 0) {
+        read_eof(c);
+        return;
+    } else if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ &&
+               err != SSL_ERROR_ZERO_RETURN) {
+        tls_fail(c, err, sys_errno, CONN_EV_READING);
+        return;
+    }
+    /* Come back when the space ran out before OpenSSL's buffer did (not
+     * for a partial record: that waits for the socket), or for the EOF of
+     * a close_notify that came after this data (OpenSSL repeats it). */
+    if ((err == SSL_ERROR_NONE && SSL_has_pending(c->ssl)) || err == SSL_ERROR_ZERO_RETURN)
+        c->flags |= CONN_FL_TLS_MORE;
+    read_update(c); /* pause when over the high-water mark */
+    if (got > 0 && c->rd != NULL)
+        c->rd(c, c->arg);
+}
+
+static void tls_read_event(struct conn *c)
+{
+    if (c->flags & CONN_FL_TLS_HANDSHAKE) {
+        tls_handshake(c);
+    } else if (c->flags & CONN_FL_TLS_WRITE_BLOCKED) {
+        c->flags &= ~CONN_FL_TLS_WRITE_BLOCKED;
+        read_update(c);
+        do_write(c);
+    } else if (!(c->flags & CONN_FL_TLS_FATAL)) {
+        tls_read(c);
+    }
+}
+
+/* wev fired for the TLS layer rather than for our output. Returns true
+ * when it was handled. */
+static bool tls_write_event(struct conn *c)
+{
+    if (c->flags & CONN_FL_TLS_HANDSHAKE) {
+        tls_handshake(c);
+        return true;
+    }
+    if (c->flags & CONN_FL_TLS_READ_BLOCKED) {
+        c->flags &= ~CONN_FL_TLS_READ_BLOCKED;
+        write_arm(c, evbuffer_get_length(c->out) > 0);
+        tls_read(c);
+        return true;
+    }
+    return false;
+}
+
+/* Writes the output through OpenSSL, one full record at a time (fewer
+ * records and sends than one per evbuffer chunk). Returns the bytes written,
+ * or -1 with errno (EAGAIN: the socket would block). */
+static int tls_write(struct conn *c)
+{
+    size_t len, n, total = 0;
+
+    while ((len = evbuffer_get_length(c->out)) > 0 && total < INT_MAX / 2) {
+        size_t chunk = len < CONN_TLS_RECORD ? len : CONN_TLS_RECORD;
+        unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)chunk);
+        if (p == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ERR_clear_error();
+        if (SSL_write_ex(c->ssl, p, chunk, &n) == 1) {
+            evbuffer_drain(c->out, n);
+            total += n;
+            continue;
+        }
+        int saved = errno, err = SSL_get_error(c->ssl, 0);
+        if (err == SSL_ERROR_WANT_READ) {
+            c->flags |= CONN_FL_TLS_WRITE_BLOCKED;
+            read_update(c);
+        } else if (err != SSL_ERROR_WANT_WRITE) {
+            tls_mark_fatal(c, err, saved);
+            return -1;
+        }
+        break;
+    }
+    if (total == 0)
+        errno = EAGAIN;
+    return total > 0 ? (int)total : -1;
 }

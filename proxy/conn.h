@@ -13,6 +13,10 @@
  *   - takes its idle timeouts from the worker's common timeouts, so arming
  *     one is O(1).
  *
+ * A conn may also carry TLS (conn_accept_tls): it then reads with SSL_read
+ * and writes with SSL_write on the same socket and events, and its input
+ * and output hold plaintext. Plain conns take none of those branches.
+ *
  * Everything belongs to one event loop thread. A conn may be freed from
  * inside any of its own callbacks: after calling back, conn code never
  * touches the conn again.
@@ -28,6 +32,7 @@
 struct event_base;
 struct evbuffer;
 struct conn;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* What happened, for the event callback. */
 #define CONN_EV_CONNECTED 0x01 /* conn_connect() succeeded */
@@ -58,6 +63,16 @@ struct conn *conn_connect(struct event_base *base, const struct sockaddr *sa, so
  * dropped. */
 void conn_free(struct conn *c);
 
+/* Makes c, just made by conn_new() and with no output yet, the server side
+ * of a TLS connection with ctx (borrowed: it must outlive c). The handshake
+ * runs from c's events; the read callback gets the first plaintext. A
+ * handshake that fails is a CONN_EV_ERROR with errno EPROTO (or the socket's
+ * error); the caller's own timers bound its duration. Returns 0, or -1 with
+ * c unchanged (no memory). */
+int conn_accept_tls(struct conn *c, struct ssl_ctx_st *ctx) __attribute__((warn_unused_result));
+
+bool conn_is_tls(const struct conn *c);
+
 void conn_set_callbacks(struct conn *c, conn_read_cb rd, conn_write_cb wr, conn_event_cb ev,
                         void *arg);
 
@@ -87,6 +102,10 @@ void conn_flush(struct conn *c);
 /* Shuts down the sending side once the output has been written (for a
  * graceful close: our FIN goes after our last byte). */
 void conn_shutdown_write(struct conn *c);
+
+/* Shuts down the sending side now, whatever output is queued (TLS: after
+ * close_notify). Returns 0, or -1 with errno as shutdown(2) sets it. */
+int conn_shutdown_write_now(struct conn *c);
 
 int conn_fd(const struct conn *c);
 

@@ -205,7 +205,8 @@ static void peer_text(struct session *s)
         memcpy(s->peer_ip, "unknown", 8);
 }
 
-int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                  struct ssl_ctx_st *tls)
 {
     struct session *s = session_alloc(w);
 
@@ -215,8 +216,12 @@ int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *s
     }
     s->w = w;
     s->client = conn_new(w->base, fd);
-    if (s->client == NULL) {
-        evutil_closesocket(fd);
+    if (s->client == NULL || (tls != NULL && conn_accept_tls(s->client, tls) < 0)) {
+        if (s->client != NULL)
+            conn_free(s->client); /* closes fd */
+        else
+            evutil_closesocket(fd);
+        s->client = NULL;
         session_release(w, s);
         return -1;
     }
@@ -371,7 +376,8 @@ static void on_request_head(struct session *s)
     enum conf_colour colour = route_pick(&s->w->cfg->routing, s->w->shared->split, &req,
                                          (struct sockaddr *)&s->peer, &s->w->rng, &s->sticky);
     session_route_to(s, s->w->pools[colour]);
-    struct forward_request_opts fo = {s->peer_ip, "http", (s->flags & SESSION_FL_UPGRADE) != 0};
+    struct forward_request_opts fo = {s->peer_ip, conn_is_tls(s->client) ? "https" : "http",
+                                      (s->flags & SESSION_FL_UPGRADE) != 0};
     if (forward_request_head(s->req_head, &req, &fo) < 0) {
         session_close(s, "out of memory");
         return;
@@ -455,12 +461,10 @@ static void client_read_cb(struct conn *c, void *arg)
 
 static void start_linger(struct session *s)
 {
-    int fd = conn_fd(s->client);
-
     /* Closing with unread input would reset the connection and could destroy
      * the answer we just sent before the client reads it. So: FIN first,
      * then read and drop for a while. */
-    if ((s->flags & SESSION_FL_CLIENT_EOF) || shutdown(fd, SHUT_WR) < 0) {
+    if ((s->flags & SESSION_FL_CLIENT_EOF) || conn_shutdown_write_now(s->client) < 0) {
         session_close(s, "closed");
         return;
     }

@@ -19,10 +19,13 @@
 
 struct worker;
 struct session;
+struct ssl_ctx_st;
 
 /* Takes the accepted socket fd (stolen) and starts reading its first
- * request. Returns 0, or -1 when the session could not be made (fd closed). */
-int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+ * request, after a TLS handshake with tls (borrowed) unless it is NULL.
+ * Returns 0, or -1 when the session could not be made (fd closed). */
+int session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                  struct ssl_ctx_st *tls);
 
 /* The worker drains: idle sessions close now, busy ones after their current
  * exchange. */

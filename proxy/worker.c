@@ -21,6 +21,7 @@
 #include "proxy/session.h"
 #include "proxy/signals.h"
 #include "proxy/snapshot.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
@@ -38,6 +39,7 @@ struct proxy {
     struct worker *workers;
     unsigned nworkers;
     unsigned nstarted; /* threads to join */
+    size_t ntls;       /* entries of shared.tls */
 };
 
 static void worker_free(struct worker *w);
@@ -61,6 +63,17 @@ static int listen_probe(const struct conf_addr *addr)
  * failure is logged when it starts, not at every retry. */
 static _Atomic bool accept_failing;
 
+/* The TLS context of listener l, NULL when it is plain. A short scan: few
+ * listeners, and it saves a per-listener callback argument. */
+static struct ssl_ctx_st *listener_tls(const struct worker *w, const struct evconnlistener *l)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] == l)
+            return w->shared->tls[i];
+    }
+    return NULL;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -81,7 +94,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         log_debug("TCP_NODELAY: %s", strerror(errno));
-    if (session_start(w, fd, sa, salen) < 0) {
+    if (session_start(w, fd, sa, salen, listener_tls(w, l)) < 0) {
         atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
         log_error("worker %u: out of memory: connection dropped", w->id);
     }
@@ -203,8 +216,7 @@ static int worker_listen(struct worker *w, const struct config *cfg)
 /* A common timeout of base for ms, or, when the base has used up its common
  * timeouts (libevent allows 256; only many reloads with ever new values get
  * there), the plain timeval *plain: slower to arm, just as right. */
-static const struct timeval *timeout_of(struct event_base *base, uint32_t ms,
-                                        struct timeval *plain)
+static const struct timeval *timeout_of(struct event_base *base, uint32_t ms, struct timeval *plain)
 {
     const struct timeval *common;
 
@@ -365,6 +377,38 @@ static void worker_free(struct worker *w)
         event_base_free(w->base);
 }
 
+/* One TLS context per TLS listener, for all workers: built here, where the
+ * listeners are, because listeners (and so their certificates) stay for the
+ * process's life; sharing lets any worker resume a session another one
+ * started. Returns 0 or -1 (logged). */
+static int proxy_tls_new(struct proxy *p, const struct config *cfg)
+{
+    p->shared.tls = calloc(cfg->nlisten, sizeof(*p->shared.tls));
+    if (p->shared.tls == NULL) {
+        log_error("out of memory");
+        return -1;
+    }
+    p->ntls = cfg->nlisten;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (!cfg->listen[i].has_tls)
+            continue;
+        p->shared.tls[i] = tls_ctx_new(&cfg->listen[i].tls);
+        if (p->shared.tls[i] == NULL) {
+            log_error("listen %s: TLS not ready", cfg->listen[i].addr.text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void proxy_tls_free(struct proxy *p)
+{
+    for (size_t i = 0; i < p->ntls; i++)
+        tls_ctx_free(p->shared.tls[i]);
+    free(p->shared.tls);
+    p->shared.tls = NULL;
+}
+
 struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
 {
     const struct config *cfg = snap->cfg;
@@ -395,6 +439,8 @@ struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
             goto fail;
         }
     }
+    if (proxy_tls_new(p, cfg) < 0)
+        goto fail;
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
     if (p->workers == NULL)
         goto fail;
@@ -497,8 +543,8 @@ int proxy_read_flip(struct proxy *p, struct flip_notice *n)
     return r == (ssize_t)sizeof(*n) ? 1 : 0;
 }
 
-void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_s,
-                    unsigned seconds, struct window_sum *sum)
+void proxy_pool_sum(const struct proxy *p, enum conf_colour colour, int64_t now_s, unsigned seconds,
+                    struct window_sum *sum)
 {
     for (unsigned i = 0; i < p->nworkers; i++) {
         if (p->workers[i].pool_win[colour] != NULL)
@@ -554,6 +600,7 @@ void proxy_free(struct proxy *p)
         worker_free(w);
     }
     free(p->workers);
+    proxy_tls_free(p);
     if (p->shared.access_log_fd >= 0)
         close(p->shared.access_log_fd);
     snapshot_unref(p->snap);

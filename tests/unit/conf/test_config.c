@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "conf/cfgwalk.h"
 #include "conf/config.h"
 #include "conf/jsonpos.h"
@@ -476,10 +480,13 @@ static const struct bad_case bad_cases[] = {
     {"empty listen",
      "{\"listen\": [],\n" POOLS "}",
      {"t.json:1:12: listen: must have at least one entry"}},
-    {"listen with TLS",
+    {"listen with TLS files that are not there",
      "{\"listen\": [{\"addr\": \"127.0.0.1:8443\", \"tls\": {\"cert\": \"c.pem\", \"key\": "
      "\"k.pem\"}}],\n" POOLS "}",
-     {"t.json:1:47: listen[0].tls: TLS termination is not supported yet"}},
+     {"t.json:1:56: listen[0].tls.cert: cannot read /etc/switchyard/c.pem: No such file or "
+      "directory",
+      "t.json:1:72: listen[0].tls.key: cannot read /etc/switchyard/k.pem: No such file or "
+      "directory"}},
     {"duplicate listen address",
      "{\"listen\": [{\"addr\": \"127.0.0.1:8080\"}, {\"addr\": \"localhost:8080\"}],\n" POOLS "}",
      {"t.json:1:50: listen[1].addr: duplicate listen address (also at listen[0].addr)"}},
@@ -955,6 +962,166 @@ static void test_run_as(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* listen[].tls: the files are loaded at config time, so each test gets a
+ * fresh folder with a self-signed certificate, its key and a stray key. */
+
+struct tls_files {
+    char dir[64];
+};
+
+static EVP_PKEY *write_key(const char *dir, const char *name)
+{
+    char path[128];
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    FILE *f;
+
+    assert_non_null(key);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    return key;
+}
+
+static void write_cert(const char *dir, EVP_PKEY *key)
+{
+    char path[128];
+    X509 *x = X509_new();
+    X509_NAME *name;
+    FILE *f;
+
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    snprintf(path, sizeof(path), "%s/cert.pem", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+    X509_free(x);
+}
+
+static int tls_setup(void **state)
+{
+    struct tls_files *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return -1;
+    snprintf(t->dir, sizeof(t->dir), "/tmp/sy-test-tls.XXXXXX");
+    if (mkdtemp(t->dir) == NULL) {
+        free(t);
+        return -1;
+    }
+    EVP_PKEY *key = write_key(t->dir, "key.pem");
+    write_cert(t->dir, key);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(write_key(t->dir, "other.pem"));
+    *state = t;
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    struct tls_files *t = *state;
+    static const char *const names[] = {"cert.pem", "key.pem", "other.pem"};
+    char path[128];
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", t->dir, names[i]);
+        unlink(path);
+    }
+    rmdir(t->dir);
+    free(t);
+    return 0;
+}
+
+/* A config whose listener has cert.pem, the key named key and the members
+ * extra (", ..." or ""). */
+static struct config *load_tls(const struct tls_files *t, const char *key, const char *extra,
+                               struct conf_errors *errs)
+{
+    char text[1024];
+
+    snprintf(text, sizeof(text),
+             "{\"listen\": [{\"addr\": \"127.0.0.1:8443\", \"tls\": {\"cert\": \"%s/cert.pem\", "
+             "\"key\": \"%s/%s\"%s}}],\n" POOLS "}",
+             t->dir, t->dir, key, extra);
+    return load(text, errs);
+}
+
+static void test_tls(void **state)
+{
+    const struct tls_files *t = *state;
+    struct conf_errors errs = {0};
+    struct config *cfg = load_tls(t, "key.pem", "", &errs);
+
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_true(cfg->listen[0].has_tls);
+    assert_int_equal(cfg->listen[0].tls.min_version, CONF_TLS_1_2);
+    assert_null(cfg->listen[0].tls.ciphers);
+    assert_null(cfg->listen[0].tls.ciphersuites);
+    config_free(cfg);
+
+    cfg = load_tls(t, "key.pem",
+                   ", \"min_version\": \"1.3\", \"ciphers\": \"ECDHE+AESGCM\", "
+                   "\"ciphersuites\": \"TLS_AES_256_GCM_SHA384\"",
+                   &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listen[0].tls.min_version, CONF_TLS_1_3);
+    assert_string_equal(cfg->listen[0].tls.ciphers, "ECDHE+AESGCM");
+    assert_string_equal(cfg->listen[0].tls.ciphersuites, "TLS_AES_256_GCM_SHA384");
+    config_free(cfg);
+}
+
+static void test_tls_bad(void **state)
+{
+    static const struct {
+        const char *key, *extra, *want; /* want: the message after "t.json:1:COL: " */
+    } bad[] = {
+        {"other.pem", "",
+         "listen[0].tls.key: not a PEM private key for the certificate: key values mismatch"},
+        {"nokey.pem", "", "listen[0].tls.key: cannot read %s/nokey.pem: No such file or directory"},
+        {"cert.pem", "",
+         "listen[0].tls.key: not a PEM private key for the certificate: unsupported"},
+        {"key.pem", ", \"min_version\": \"1.1\"",
+         "listen[0].tls.min_version: must be \"1.2\" or \"1.3\" (got \"1.1\")"},
+        {"key.pem", ", \"min_version\": 1.3",
+         "listen[0].tls.min_version: expected a string, got 1.3"},
+        {"key.pem", ", \"ciphers\": \"NO-SUCH-CIPHER\"",
+         "listen[0].tls.ciphers: no usable cipher: no cipher match"},
+        {"key.pem", ", \"ciphersuites\": \"TLS_NO_SUCH\"",
+         "listen[0].tls.ciphersuites: not a valid TLS 1.3 cipher suite list: no cipher match"},
+    };
+    const struct tls_files *t = *state;
+    struct conf_errors errs = {0};
+    char want[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(load_tls(t, bad[i].key, bad[i].extra, &errs));
+        if (errs.n != 1)
+            conf_errors_print(&errs, stderr);
+        assert_int_equal(errs.n, 1);
+        snprintf(want, sizeof(want), bad[i].want, t->dir);
+        const char *msg = errs.msgs[0], *at = strstr(msg, ": listen[0]");
+        assert_non_null(at);
+        assert_true(strncmp(msg, "t.json:1:", 9) == 0);
+        assert_string_equal(at + 2, want);
+        conf_errors_clear(&errs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -978,6 +1145,8 @@ int main(void)
         cmocka_unit_test(test_probe_headers),
         cmocka_unit_test(test_rollout_report_dir),
         cmocka_unit_test(test_run_as),
+        cmocka_unit_test_setup_teardown(test_tls, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_bad, tls_setup, tls_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,105 @@
+/* tls.c - server contexts for the TLS listeners. */
+#include "proxy/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "conf/log.h"
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+/* Accepts http/1.1 when the client offers it. A client that offers only
+ * other protocols (h2 alone) goes on without ALPN rather than failing: it
+ * may still speak HTTP/1.1. */
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned char *chosen;
+
+    if (SSL_select_next_proto(&chosen, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Logs why OpenSSL refused what, and empties the thread's error queue. */
+static void log_openssl(const char *what, const char *detail)
+{
+    char reason[256];
+
+    ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
+    log_error("tls: %s %s: %s", what, detail, reason);
+    ERR_clear_error();
+}
+
+static int load_identity(SSL_CTX *ctx, const struct conf_tls *conf)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, conf->cert) != 1) {
+        log_openssl("cannot load the certificate chain", conf->cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, conf->key, SSL_FILETYPE_PEM) != 1) {
+        log_openssl("cannot use the private key", conf->key);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_protocols(SSL_CTX *ctx, const struct conf_tls *conf)
+{
+    int min = conf->min_version == CONF_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    const char *ciphers = conf->ciphers ? conf->ciphers : CONF_TLS_CIPHERS_DEFAULT;
+
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        log_openssl("cannot set the ciphers", ciphers);
+        return -1;
+    }
+    if (conf->ciphersuites && SSL_CTX_set_ciphersuites(ctx, conf->ciphersuites) != 1) {
+        log_openssl("cannot set the cipher suites", conf->ciphersuites);
+        return -1;
+    }
+    return 0;
+}
+
+struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
+{
+    static const unsigned char sid_ctx[] = "switchyard";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL) {
+        log_openssl("cannot create a context for", conf->cert);
+        return NULL;
+    }
+    if (load_identity(ctx, conf) < 0 || set_protocols(ctx, conf) < 0)
+        goto fail;
+    /* Renegotiation is a denial-of-service lever and HTTP/1.1 needs none.
+     * The server's cipher order wins. A client that closes without
+     * close_notify is an EOF: HTTP frames its own messages, so a truncated
+     * request is caught there. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    /* conn.c writes from its output evbuffer, whose first chunk may grow or
+     * move between a write that would block and its retry. Idle keep-alive
+     * connections give their buffers back. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    /* Read whole socket buffers, not one record header then its body. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
+        log_openssl("cannot set the session id context for", conf->cert);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void tls_ctx_free(struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_free(ctx);
+}
