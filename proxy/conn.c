@@ -34,6 +34,7 @@
 #define CONN_FL_TLS_FATAL 0x800         /* OpenSSL failed: no more SSL calls, no close_notify */
 #define CONN_FL_WR_SHUT 0x1000          /* our FIN went out */
 #define CONN_FL_TLS_MORE 0x2000         /* OpenSSL may hold input no poll will signal */
+#define CONN_FL_TLS_HS_WRITE 0x4000     /* the handshake waits for the socket to be writable */
 
 struct conn {
     int fd;
@@ -76,10 +77,15 @@ static void retime(struct event *ev, const struct timeval *tv)
  * possible (no EOF) and allowed (input under the high-water mark). */
 static void read_update(struct conn *c)
 {
+    /* rev is level-triggered: while OpenSSL waits for the socket to be
+     * writable (a read or a handshake that must send first), a readable
+     * socket would wake the loop for nothing, again and again. */
     bool want =
-        ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING)) == CONN_FL_READ_ON &&
+        ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING |
+                      CONN_FL_TLS_READ_BLOCKED)) == CONN_FL_READ_ON &&
          (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
-        (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_WRITE_BLOCKED));
+        (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE)) == CONN_FL_TLS_HANDSHAKE ||
+        (c->flags & CONN_FL_TLS_WRITE_BLOCKED);
 
     if (want && !(c->flags & CONN_FL_READ_ARMED)) {
         event_add(&c->rev, c->rd_tv);
@@ -522,7 +528,7 @@ static void tls_handshake(struct conn *c)
 
     switch (err) {
     case SSL_ERROR_NONE:
-        c->flags &= ~CONN_FL_TLS_HANDSHAKE;
+        c->flags &= ~(CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE);
         if (SSL_has_pending(c->ssl))
             c->flags |= CONN_FL_TLS_MORE;
         write_arm(c, false);
@@ -531,10 +537,14 @@ static void tls_handshake(struct conn *c)
             do_write(c);
         break;
     case SSL_ERROR_WANT_READ:
+        c->flags &= ~CONN_FL_TLS_HS_WRITE;
         write_arm(c, false);
+        read_update(c);
         break;
     case SSL_ERROR_WANT_WRITE:
+        c->flags |= CONN_FL_TLS_HS_WRITE;
         write_arm(c, true);
+        read_update(c);
         break;
     case SSL_ERROR_ZERO_RETURN: /* the client left mid-handshake: nothing to close cleanly */
         tls_mark_fatal(c, err, saved);
@@ -594,6 +604,7 @@ static void tls_read(struct conn *c)
     if (err == SSL_ERROR_WANT_WRITE) {
         c->flags |= CONN_FL_TLS_READ_BLOCKED;
         write_arm(c, true);
+        read_update(c);
     } else if (err == SSL_ERROR_ZERO_RETURN && got == 0) {
         read_eof(c);
         return;

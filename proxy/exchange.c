@@ -467,7 +467,8 @@ static void upstream_failed(struct session *s, short what)
     }
     const char *why =
         answered ? "upstream connection failed mid-response" : "upstream connection failed";
-    record(s, OUTCOME_RESET, 0, why);
+    if (!answered || (what & CONN_EV_READING))
+        record(s, OUTCOME_RESET, 0, why);
     session_respond_error(s, 502, why);
 }
 

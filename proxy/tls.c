@@ -74,12 +74,16 @@ struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
     }
     if (load_identity(ctx, conf) < 0 || set_protocols(ctx, conf) < 0)
         goto fail;
-    /* Renegotiation is a denial-of-service lever and HTTP/1.1 needs none.
+    /* No stateless tickets: their key would live as long as the process,
+     * and whoever got it could read every TLS 1.2 session resumed with
+     * one. Resumption goes through the server's session cache instead.
+     * Renegotiation is a denial-of-service lever and HTTP/1.1 needs none.
      * The server's cipher order wins. A client that closes without
      * close_notify is an EOF: HTTP frames its own messages, so a truncated
      * request is caught there. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_NO_TICKET);
     /* conn.c writes from its output evbuffer, whose first chunk may grow or
      * move between a write that would block and its retry. Idle keep-alive
      * connections give their buffers back. */
