@@ -10,6 +10,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define SERVER_NAME_MAX 64
 #define DEFAULT_OVERRIDE_HEADER "X-Switchyard-Pool"
@@ -107,6 +108,78 @@ static bool tls_file_readable(struct cfgwalk *w, const char *path, const char *k
     return false;
 }
 
+/* True when the leaf certificate names a host SNI can match: a
+ * subjectAltName DNS entry or, without any, a CN. */
+static bool tls_cert_has_name(SSL_CTX *ctx)
+{
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    GENERAL_NAMES *sans = leaf ? X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL) : NULL;
+    bool found = false;
+
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans) && !found; i++)
+        found = sk_GENERAL_NAME_value(sans, i)->type == GEN_DNS;
+    if (sans == NULL && leaf)
+        found = X509_NAME_get_index_by_NID(X509_get_subject_name(leaf), NID_commonName, -1) >= 0;
+    GENERAL_NAMES_free(sans);
+    return found;
+}
+
+/* Loads one certificates[] entry the way the proxy will, and checks that its
+ * certificate has a name to match the SNI against. */
+static void check_tls_cert(struct cfgwalk *w, const char *path, const struct conf_tls_cert *c)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (!ctx) {
+        w->oom = true;
+        return;
+    }
+    bool cert_ok = c->cert && tls_file_readable(w, path, "cert", c->cert);
+    bool key_ok = c->key && tls_file_readable(w, path, "key", c->key);
+
+    if (cert_ok && SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1)
+        tls_error(w, path, "cert", "not a PEM certificate chain");
+    else if (cert_ok && !tls_cert_has_name(ctx))
+        tls_error(w, path, "cert", "no subjectAltName DNS entry nor CN to match the SNI against");
+    else if (cert_ok && key_ok && SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1)
+        tls_error(w, path, "key", "not a PEM private key for the certificate");
+    SSL_CTX_free(ctx);
+}
+
+static void parse_tls_certs(struct cfgwalk *w, const json_t *obj, const char *path,
+                            struct conf_tls *t)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"cert", CFGWALK_FILE, offsetof(struct conf_tls_cert, cert), 0, 0, true},
+        {"key", CFGWALK_FILE, offsetof(struct conf_tls_cert, key), 0, 0, true},
+    };
+    char p[CFGWALK_PATH_MAX];
+    json_t *arr = cfgwalk_member(w, obj, path, "certificates", CFGWALK_ARRAY, false, p, sizeof(p));
+    size_t n = json_array_size(arr);
+
+    if (!n)
+        return;
+    if (n > CONF_TLS_CERTS_MAX) {
+        cfgwalk_error(w, p, false, "at most %d certificates (got %zu)", CONF_TLS_CERTS_MAX, n);
+        return;
+    }
+    t->certs = calloc(n, sizeof(*t->certs));
+    if (!t->certs) {
+        w->oom = true;
+        return;
+    }
+    t->ncerts = n;
+    for (size_t i = 0; i < n; i++) {
+        char ip[CFGWALK_PATH_MAX];
+        json_t *v = json_array_get(arr, i);
+        cfgwalk_path_index(ip, sizeof(ip), p, i);
+        if (!cfgwalk_expect(w, v, ip, CFGWALK_OBJECT))
+            continue;
+        (void)cfgwalk_object(w, v, ip, fields, NFIELDS(fields), &t->certs[i]);
+        check_tls_cert(w, ip, &t->certs[i]);
+    }
+}
+
 /* Loads the certificate chain and the key and sets the cipher lists the way
  * the proxy will at start, so that a file that is missing, unreadable,
  * malformed or a key that does not match is a config error (`switchyard -t`
@@ -141,12 +214,14 @@ static void parse_tls(struct cfgwalk *w, const json_t *obj, const char *path, st
         {"min_version", CFGWALK_CUSTOM, 0, 0, 0, false},
         {"ciphers", CFGWALK_WORD, offsetof(struct conf_tls, ciphers), 0, 0, false},
         {"ciphersuites", CFGWALK_WORD, offsetof(struct conf_tls, ciphersuites), 0, 0, false},
+        {"certificates", CFGWALK_CUSTOM, 0, 0, 0, false},
     };
 
     l->has_tls = true;
     (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), &l->tls);
     parse_tls_version(w, obj, path, &l->tls);
     check_tls(w, path, &l->tls);
+    parse_tls_certs(w, obj, path, &l->tls);
 }
 
 static void parse_listen_entry(struct cfgwalk *w, const json_t *obj, const char *path,
@@ -580,6 +655,11 @@ void cfgproxy_free(struct config *cfg)
         free(cfg->listen[i].tls.key);
         free(cfg->listen[i].tls.ciphers);
         free(cfg->listen[i].tls.ciphersuites);
+        for (size_t j = 0; j < cfg->listen[i].tls.ncerts; j++) {
+            free(cfg->listen[i].tls.certs[j].cert);
+            free(cfg->listen[i].tls.certs[j].key);
+        }
+        free(cfg->listen[i].tls.certs);
     }
     free(cfg->listen);
     free(cfg->admin.socket);

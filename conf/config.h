@@ -54,9 +54,21 @@ enum conf_tls_version {
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+/* At most this many entries in listen[].tls.certificates. */
+#define CONF_TLS_CERTS_MAX 64
+
+/* An additional certificate, served to clients whose SNI matches one of its
+ * names (subjectAltName DNS entries, else the CN). */
+struct conf_tls_cert {
+    char *cert; /* absolute path: PEM, the chain after the leaf */
+    char *key;  /* absolute path: PEM */
+};
+
 struct conf_tls {
     char *cert;                        /* absolute path: PEM, the chain after the leaf */
     char *key;                         /* absolute path: PEM */
+    struct conf_tls_cert *certs;       /* "certificates", chosen by SNI, in file order */
+    size_t ncerts;                     /* <= CONF_TLS_CERTS_MAX */
     enum conf_tls_version min_version; /* default CONF_TLS_1_2 */
     char *ciphers;                     /* TLS <= 1.2 list; NULL: CONF_TLS_CIPHERS_DEFAULT */
     char *ciphersuites;                /* TLS 1.3 list; NULL: OpenSSL's default */

@@ -34,6 +34,13 @@ static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
 /* The TLS contexts are built once, with the listeners. */
 static bool same_tls(const struct conf_tls *x, const struct conf_tls *y)
 {
+    if (x->ncerts != y->ncerts)
+        return false;
+    for (size_t i = 0; i < x->ncerts; i++) {
+        if (!same_str(x->certs[i].cert, y->certs[i].cert) ||
+            !same_str(x->certs[i].key, y->certs[i].key))
+            return false;
+    }
     return same_str(x->cert, y->cert) && same_str(x->key, y->key) &&
            x->min_version == y->min_version && same_str(x->ciphers, y->ciphers) &&
            same_str(x->ciphersuites, y->ciphersuites);

@@ -1,8 +1,11 @@
 /* tls.c - server contexts for the TLS listeners. */
 #include "proxy/tls.h"
 
+#include <stdlib.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "conf/log.h"
 
@@ -33,14 +36,14 @@ static void log_openssl(const char *what, const char *detail)
     ERR_clear_error();
 }
 
-static int load_identity(SSL_CTX *ctx, const struct conf_tls *conf)
+static int load_identity(SSL_CTX *ctx, const char *cert, const char *key)
 {
-    if (SSL_CTX_use_certificate_chain_file(ctx, conf->cert) != 1) {
-        log_openssl("cannot load the certificate chain", conf->cert);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        log_openssl("cannot load the certificate chain", cert);
         return -1;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, conf->key, SSL_FILETYPE_PEM) != 1) {
-        log_openssl("cannot use the private key", conf->key);
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        log_openssl("cannot use the private key", key);
         return -1;
     }
     return 0;
@@ -63,16 +66,69 @@ static int set_protocols(SSL_CTX *ctx, const struct conf_tls *conf)
     return 0;
 }
 
-struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
+/* The contexts of the certificates[] entries, hung on the default context,
+ * which frees them with itself. */
+struct sni_table {
+    size_t n;
+    SSL_CTX *ctx[];
+};
+
+static CRYPTO_ONCE sni_index_once = CRYPTO_ONCE_STATIC_INIT;
+static int sni_index = -1;
+
+static void sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                           void *argp)
+{
+    struct sni_table *table = ptr;
+
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    if (table == NULL)
+        return;
+    for (size_t i = 0; i < table->n; i++)
+        SSL_CTX_free(table->ctx[i]);
+    free(table);
+}
+
+static void sni_index_init(void)
+{
+    sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_free);
+}
+
+/* Switches the connection to the first additional certificate whose names
+ * (subjectAltName DNS entries, else the CN) match the SNI: exactly or by a
+ * wildcard standing for one whole left-most label. No SNI or no match: the
+ * default certificate stays. */
+static int servername_cb(SSL *ssl, int *alert, void *arg)
+{
+    const struct sni_table *table = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    (void)alert;
+    if (name == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    for (size_t i = 0; i < table->n; i++) {
+        X509 *leaf = SSL_CTX_get0_certificate(table->ctx[i]);
+        if (X509_check_host(leaf, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1) {
+            SSL_set_SSL_CTX(ssl, table->ctx[i]);
+            break;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* One context with the listener's settings and the given identity. All share
+ * one session id context, so a session resumes whichever certificate the SNI
+ * picked. */
+static SSL_CTX *ctx_new(const struct conf_tls *conf, const char *cert, const char *key)
 {
     static const unsigned char sid_ctx[] = "switchyard";
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
     if (ctx == NULL) {
-        log_openssl("cannot create a context for", conf->cert);
+        log_openssl("cannot create a context for", cert);
         return NULL;
     }
-    if (load_identity(ctx, conf) < 0 || set_protocols(ctx, conf) < 0)
+    if (load_identity(ctx, cert, key) < 0 || set_protocols(ctx, conf) < 0)
         goto fail;
     /* No stateless tickets: their key would live as long as the process,
      * and whoever got it could read every TLS 1.2 session resumed with
@@ -93,7 +149,7 @@ struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
-        log_openssl("cannot set the session id context for", conf->cert);
+        log_openssl("cannot set the session id context for", cert);
         goto fail;
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
@@ -101,6 +157,50 @@ struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* Builds one context per certificates[] entry, with the default's settings,
+ * and has the default context pick among them by SNI. */
+static int add_sni_certs(SSL_CTX *ctx, const struct conf_tls *conf)
+{
+    struct sni_table *table;
+
+    if (conf->ncerts == 0)
+        return 0;
+    if (!CRYPTO_THREAD_run_once(&sni_index_once, sni_index_init) || sni_index < 0) {
+        log_openssl("cannot register the SNI table for", conf->cert);
+        return -1;
+    }
+    table = calloc(1, sizeof(*table) + conf->ncerts * sizeof(table->ctx[0]));
+    if (table == NULL) {
+        log_error("tls: out of memory for the certificates of %s", conf->cert);
+        return -1;
+    }
+    if (SSL_CTX_set_ex_data(ctx, sni_index, table) != 1) {
+        free(table);
+        log_openssl("cannot attach the SNI table to", conf->cert);
+        return -1;
+    }
+    for (; table->n < conf->ncerts; table->n++) {
+        const struct conf_tls_cert *c = &conf->certs[table->n];
+        table->ctx[table->n] = ctx_new(conf, c->cert, c->key);
+        if (table->ctx[table->n] == NULL)
+            return -1;
+    }
+    SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, table);
+    return 0;
+}
+
+struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
+{
+    SSL_CTX *ctx = ctx_new(conf, conf->cert, conf->key);
+
+    if (ctx && add_sni_certs(ctx, conf) < 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
 }
 
 void tls_ctx_free(struct ssl_ctx_st *ctx)

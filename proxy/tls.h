@@ -15,9 +15,11 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Builds the server context of conf: certificate chain and key, minimum
  * version, cipher lists, ALPN http/1.1, session cache and tickets, no
- * renegotiation. Returns a new context, or NULL after logging why (the
- * config check loaded the same files, so only a file changed since or no
- * memory gets here). */
+ * renegotiation. Each conf->certs entry gets a context of its own with the
+ * same settings, owned by the returned one, which switches a connection to
+ * it when the SNI matches the entry's certificate. Returns a new context,
+ * or NULL after logging why (the config check loaded the same files, so
+ * only a file changed since or no memory gets here). */
 struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf);
 
 /* NULL is fine. */

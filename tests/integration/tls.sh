@@ -146,4 +146,40 @@ else
     sy_ok "min_version 1.3: a TLS 1.2 client is refused"
 fi
 
+
+# --- certificates chosen by SNI -----------------------------------------------------
+# sni_cert NAME SAN: a key and a certificate for SAN, signed by the test CA.
+sni_cert()
+{
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+        -keyout "$PKI/$1.key" -out "$PKI/$1.csr" &&
+        printf 'subjectAltName=DNS:%s\n' "$2" >"$PKI/$1.ext" &&
+        openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
+            -CAcreateserial -days 2 -extfile "$PKI/$1.ext" -out "$PKI/$1.pem"
+}
+if ! { sni_cert a a.test && sni_cert b '*.b.test'; } >"$SY_TMP/sni-pki.out" 2>&1; then
+    sy_not_ok "SNI test certificates are made" "$(cat "$SY_TMP/sni-pki.out")"
+    sy_finish
+fi
+sy_port PORTSNI
+tls_config "$SY_TMP/sni.json" "$PORTSNI" \
+    "{\"cert\": \"$PKI/server.pem\", \"key\": \"$PKI/server.key\", \"certificates\": [
+      {\"cert\": \"$PKI/a.pem\", \"key\": \"$PKI/a.key\"},
+      {\"cert\": \"$PKI/b.pem\", \"key\": \"$PKI/b.key\"}]}"
+sy_proxy "$SY_TMP/sni.json" "$PORTSNI" proxysni || sy_finish
+sy_check "SNI a.test: its own certificate verifies" tls_curl -o /dev/null \
+    --resolve "a.test:$PORTSNI:127.0.0.1" "https://a.test:$PORTSNI/healthz"
+sy_check "SNI x.b.test: the *.b.test certificate verifies" tls_curl -o /dev/null \
+    --resolve "x.b.test:$PORTSNI:127.0.0.1" "https://x.b.test:$PORTSNI/healthz"
+if tls_curl -o /dev/null --resolve "y.x.b.test:$PORTSNI:127.0.0.1" \
+    "https://y.x.b.test:$PORTSNI/healthz" 2>/dev/null; then
+    sy_not_ok "SNI y.x.b.test: the wildcard covers one label only" "the certificate verified"
+else
+    sy_ok "SNI y.x.b.test: the wildcard covers one label only"
+fi
+other=$(openssl s_client -connect "127.0.0.1:$PORTSNI" -servername other.test </dev/null 2>&1)
+sy_match "an unknown SNI gets the default certificate" "$other" '^subject=.*CN ?= ?localhost'
+nosni=$(openssl s_client -connect "127.0.0.1:$PORTSNI" -noservername </dev/null 2>&1)
+sy_match "no SNI gets the default certificate" "$nosni" '^subject=.*CN ?= ?localhost'
+
 sy_finish

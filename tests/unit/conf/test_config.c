@@ -1122,6 +1122,71 @@ static void test_tls_bad(void **state)
     }
 }
 
+/* listen[].tls.certificates: the SNI certificates, checked like the default
+ * one. */
+static struct config *load_tls_certs(const struct tls_files *t, const char *certs,
+                                     struct conf_errors *errs)
+{
+    char extra[640];
+
+    snprintf(extra, sizeof(extra), ", \"certificates\": %s", certs);
+    return load_tls(t, "key.pem", extra, errs);
+}
+
+static void test_tls_certs(void **state)
+{
+    const struct tls_files *t = *state;
+    struct conf_errors errs = {0};
+    char certs[256], want[256];
+
+    snprintf(certs, sizeof(certs), "[{\"cert\": \"%s/cert.pem\", \"key\": \"%s/key.pem\"}]", t->dir,
+             t->dir);
+    struct config *cfg = load_tls_certs(t, certs, &errs);
+    if (cfg == NULL)
+        conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listen[0].tls.ncerts, 1);
+    snprintf(want, sizeof(want), "%s/cert.pem", t->dir);
+    assert_string_equal(cfg->listen[0].tls.certs[0].cert, want);
+    snprintf(want, sizeof(want), "%s/key.pem", t->dir);
+    assert_string_equal(cfg->listen[0].tls.certs[0].key, want);
+    config_free(cfg);
+}
+
+static void expect_tls_certs_error(const struct tls_files *t, const char *certs, const char *want)
+{
+    struct conf_errors errs = {0};
+
+    assert_null(load_tls_certs(t, certs, &errs));
+    if (errs.n != 1)
+        conf_errors_print(&errs, stderr);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], want));
+    conf_errors_clear(&errs);
+}
+
+static void test_tls_certs_bad(void **state)
+{
+    const struct tls_files *t = *state;
+    char certs[512];
+    size_t len = 0;
+
+    snprintf(certs, sizeof(certs), "[{\"cert\": \"%s/cert.pem\", \"key\": \"%s/other.pem\"}]",
+             t->dir, t->dir);
+    expect_tls_certs_error(t, certs,
+                           "listen[0].tls.certificates[0].key: not a PEM private key for the "
+                           "certificate: key values mismatch");
+    expect_tls_certs_error(t, "{}", "listen[0].tls.certificates: expected an array");
+    snprintf(certs, sizeof(certs), "[{\"cert\": \"%s/cert.pem\"}]", t->dir);
+    expect_tls_certs_error(t, certs, "listen[0].tls.certificates[0].key: missing required key");
+    len += (size_t)snprintf(certs + len, sizeof(certs) - len, "[{}");
+    for (int i = 1; i <= CONF_TLS_CERTS_MAX; i++)
+        len += (size_t)snprintf(certs + len, sizeof(certs) - len, ", {}");
+    snprintf(certs + len, sizeof(certs) - len, "]");
+    expect_tls_certs_error(t, certs,
+                           "listen[0].tls.certificates: at most 64 certificates (got 65)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1147,6 +1212,8 @@ int main(void)
         cmocka_unit_test(test_run_as),
         cmocka_unit_test_setup_teardown(test_tls, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_bad, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_certs, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_certs_bad, tls_setup, tls_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
