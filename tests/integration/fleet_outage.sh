@@ -26,30 +26,6 @@ sy_config "$CONF" port="$PORT" blue="blue-1@$BLUE" green="green-1@$GREEN" percen
   \"detector\": {\"window_s\": 5, \"min_requests\": 5, \"max_p99_ms\": 1000},
   \"rollout\": {\"steps\": [20, 40, 100], \"step_s\": 1}"
 
-ctl()
-{
-    OUT=$("$CTL" -s "$SOCK" --timeout 20000 "$@" 2>&1)
-    RC=$?
-    ((RC == 0)) || echo "# switchyardctl $*: exit $RC: $OUT"
-}
-
-field()
-{
-    "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r "$1"
-}
-
-# wait_field JQ VALUE SECONDS
-wait_field()
-{
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do
-        [[ "$(field "$1")" == "$2" ]] && return 0
-        sleep 0.05
-    done
-    echo "# $1 = $(field "$1"), wanted $2"
-    return 1
-}
-
 # slowest N: the slowest of N requests through the proxy, in ms.
 slowest()
 {
@@ -69,15 +45,15 @@ started_ms=$(($(sy_now_ms) - t0))
 sy_range "with Redis down, it serves within 5 s (waited at most 3 s for Redis)" \
     "$started_ms" 0 5000
 sy_eq "requests are answered" "$(sy_curl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/x")" 200
-sy_eq "status says Redis is down" "$(field .redis.up)" false
-sy_match "... and why" "$(field .redis.last_error)" "refused"
+sy_eq "status says Redis is down" "$(sy_field .redis.up)" false
+sy_match "... and why" "$(sy_field .redis.last_error)" "refused"
 sy_match "the log says it loudly" "$(cat "$SY_TMP/proxy.log")" \
     "error: redis: .* did not answer within 3000 ms: starting from the local state"
-ctl weight 15 --reason "set while Redis was away"
-sy_eq "an operator's change applies without Redis" "$(field .state.candidate_percent)" 15
+sy_ctl weight 15 --reason "set while Redis was away"
+sy_eq "an operator's change applies without Redis" "$(sy_field .state.candidate_percent)" 15
 
 sy_redis "$REDIS"
-sy_check "it joins once Redis is there" wait_field .redis.synced true 10
+sy_check "it joins once Redis is there" sy_wait_field .redis.synced true 10
 sy_eq "... and seeded the empty Redis with its state" \
     "$(redis-cli -p "$REDIS" hget "$NS:state" state | jq -c .candidate_bp)" 1500
 
@@ -86,30 +62,30 @@ redis-cli -p "$REDIS" debug sleep 2 >/dev/null &
 SLEEPER=$!
 sleep 0.2
 t0=$(sy_now_ms)
-ctl weight 25 --reason "set while Redis sleeps"
+sy_ctl weight 25 --reason "set while Redis sleeps"
 sy_range "a weight change does not wait for a sleeping Redis (ms)" $(($(sy_now_ms) - t0)) 0 1000
-sy_eq "... and routes at once" "$(field .state.candidate_percent)" 25
+sy_eq "... and routes at once" "$(sy_field .state.candidate_percent)" 25
 sy_range "requests do not wait for it either (slowest of 50, ms)" "$(slowest 50)" 0 500
 wait "$SLEEPER"
-sy_check "the change reaches Redis once it answers" wait_field .redis.synced true 10
+sy_check "the change reaches Redis once it answers" sy_wait_field .redis.synced true 10
 sy_eq "... with its generation" "$(redis-cli -p "$REDIS" hget "$NS:state" generation)" \
-    "$(field .state.generation)"
+    "$(sy_field .state.generation)"
 
 # --- Redis frozen longer than the lease: the rollout holds ------------------
-ctl rollout start --steps 20,40,100 --step-s 1 --reason "outage test"
-sy_check "the rollout reaches step 1" wait_field .state.step 1 10
+sy_ctl rollout start --steps 20,40,100 --step-s 1 --reason "outage test"
+sy_check "the rollout reaches step 1" sy_wait_field .state.step 1 10
 ( for ((i = 0; i < 3000; i++)); do sy_curl -o /dev/null "http://127.0.0.1:$PORT/t/$i" 2>/dev/null; done ) &
 TRAFFIC=$!
 SY_PIDS+=("$TRAFFIC")
 kill -STOP "$SY_REDIS_PID"
-sy_check "the lease lapses: this instance no longer leads" wait_field .redis.leader false 5
-step=$(field .state.step)
+sy_check "the lease lapses: this instance no longer leads" sy_wait_field .redis.leader false 5
+step=$(sy_field .state.step)
 sleep 3 # three step_s: a leader would have moved on
-sy_eq "the rollout holds its step while no leader can be proven" "$(field .state.step)" "$step"
-sy_eq "... and its phase" "$(field .state.phase)" progressing
+sy_eq "the rollout holds its step while no leader can be proven" "$(sy_field .state.step)" "$step"
+sy_eq "... and its phase" "$(sy_field .state.phase)" progressing
 kill -CONT "$SY_REDIS_PID"
-sy_check "it leads again once Redis answers" wait_field .redis.leader true 10
-sy_check "the rollout goes on to promotion" wait_field .state.phase promoted 30
+sy_check "it leads again once Redis answers" sy_wait_field .redis.leader true 10
+sy_check "the rollout goes on to promotion" sy_wait_field .state.phase promoted 30
 kill "$TRAFFIC" 2>/dev/null
 wait "$TRAFFIC" 2>/dev/null
 

@@ -460,6 +460,35 @@ sy_need_ctl()
     fi
 }
 
+# sy_ctl ARGS...: switchyardctl on the control socket $SOCK, with a timeout
+# generous enough for a loaded CI machine. OUT and RC hold its output and
+# exit status; a failed command is shown in the log.
+sy_ctl()
+{
+    OUT=$("$CTL" -s "$SOCK" --timeout 20000 "$@" 2>&1)
+    RC=$?
+    ((RC == 0)) || echo "# switchyardctl $*: exit $RC: $OUT"
+}
+
+# sy_field JQ: one value of `switchyardctl --json status` on $SOCK.
+sy_field()
+{
+    "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r "$1"
+}
+
+# sy_wait_field JQ VALUE SECONDS: until sy_field JQ says VALUE (polled 20
+# times a second); says what it saw last when it gives up.
+sy_wait_field()
+{
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        [[ "$(sy_field "$1")" == "$2" ]] && return 0
+        sleep 0.05
+    done
+    echo "# $1 = $(sy_field "$1"), wanted $2"
+    return 1
+}
+
 # sy_now_ms: monotonic enough for durations of a test.
 sy_now_ms()
 {

@@ -29,18 +29,10 @@ mkdir "$SY_TMP/reports"
 write_config
 sy_proxy "$CONF" "$PORT" || sy_finish
 
-# A loaded CI machine can be slow: a generous timeout, and the output of a
-# failed command in the log.
-ctl()
-{
-    OUT=$("$CTL" -s "$SOCK" --timeout 20000 "$@" 2>&1)
-    RC=$?
-    ((RC == 0)) || echo "# switchyardctl $*: exit $RC: $OUT"
-}
-
+# state_field KEY: one key of the traffic state.
 state_field()
 {
-    "$CTL" -s "$SOCK" --timeout 20000 --json status | jq -r ".state.$1"
+    sy_field ".state.$1"
 }
 
 # The latency gates are out of reach (max_p99_ratio 1000): on a loaded CI
@@ -85,27 +77,27 @@ wait_phase()
 
 # --- A healthy candidate is promoted ----------------------------------------
 start_traffic
-ctl rollout start --reason "release 42"
+sy_ctl rollout start --reason "release 42"
 sy_eq "rollout start: exit 0" "$RC" 0
 sy_check "the rollout goes through every step and is promoted (30 s at most)" wait_phase promoted 30
 sy_eq "... roles swapped: green is stable" "$(state_field stable)" green
 stop_traffic
-ctl events
+sy_ctl events
 sy_match "... the events show the preflight" "$OUT" "  rollout  preflight_ok  "
 sy_eq "... each advance" "$(grep -c '  rollout  advance  ' <<<"$OUT")" 2
 sy_match "... and the promotion" "$OUT" "  rollout  promote  "
-ctl --json rollout report
+sy_ctl --json rollout report
 sy_eq "rollout report: promoted" "$(jq -r .report.outcome <<<"$OUT")" promoted
 sy_eq "... with the three steps" "$(jq -r '[.report.steps[].weight] | map(tostring) | join(" ")' <<<"$OUT")" \
     "10 25 100"
 sy_eq "... each with candidate requests" \
     "$(jq -r '[.report.steps[] | select(.candidate.requests > 0)] | length' <<<"$OUT")" 3
-ctl rollout report
+sy_ctl rollout report
 sy_match "rollout report prints a readable text" "$OUT" "promoted"
 
 # --- A fault at the 25 % step rolls back (blue is now the candidate) --------
 start_traffic
-ctl rollout start --reason "release 43"
+sy_ctl rollout start --reason "release 43"
 for ((i = 0; i < 200; i++)); do
     [[ "$(state_field candidate_percent)" == 25 ]] && break
     sleep 0.05
@@ -121,7 +113,7 @@ done
 sy_eq "... and every request goes to stable green" "$(grep -c '^green-1$' "$SY_TMP/after")" 50
 stop_traffic
 sy_fault "$BLUE" '{"fail_rate": 0}'
-ctl --json rollout report
+sy_ctl --json rollout report
 sy_eq "rollout report: rolled back" "$(jq -r .report.outcome <<<"$OUT")" rolled_back
 sy_eq "... ended at the 25 % step" "$(jq -r '.report.steps[-1].weight' <<<"$OUT")" 25
 sy_eq "... whose numbers show the failures that ended it" \
@@ -131,11 +123,11 @@ sy_eq "no automatic retry: the candidate stays at 0 %" "$(state_field candidate_
 
 # --- A failing preflight: nothing moves ---------------------------------------
 sy_fault "$BLUE" '{"health_status": 503}'
-ctl rollout start --reason "release 44"
+sy_ctl rollout start --reason "release 44"
 sy_check "a failing preflight rolls back" wait_phase rolled_back 10
 sy_match "... naming the failing probe" "$(state_field reason)" \
     "^preflight failed: probe 1 \(GET /healthz\) on blue-1 .*status 503, expected 200"
-ctl --json rollout report
+sy_ctl --json rollout report
 sy_eq "... before any step" "$(jq -r '.report.steps | length' <<<"$OUT")" 0
 sy_fault "$BLUE" '{"health_status": 200}'
 
@@ -143,10 +135,10 @@ sy_fault "$BLUE" '{"health_status": 200}'
 # A window on no day but tomorrow's weekday, in UTC: closed now.
 tomorrow=$(date -u -d tomorrow +%a | tr 'A-Z' 'a-z')
 write_config "[{\"days\": \"$tomorrow\", \"from\": \"00:00\", \"to\": \"23:59\", \"tz\": \"UTC\"}]"
-ctl reload
+sy_ctl reload
 sy_eq "reload with a closed window: exit 0" "$RC" 0
 start_traffic
-ctl rollout start --reason "release 45"
+sy_ctl rollout start --reason "release 45"
 for ((i = 0; i < 100; i++)); do
     [[ "$(state_field phase)" == progressing ]] && break
     sleep 0.05
@@ -154,21 +146,21 @@ done
 sleep 2.5
 sy_eq "outside the window the rollout holds its first step" \
     "$(state_field phase) $(state_field candidate_percent)" "progressing 10"
-ctl --json rollout status
+sy_ctl --json rollout status
 sy_match "rollout status says why it waits" "$(jq -r '.rollout.waiting_for' <<<"$OUT")" window
 sy_match "... with the window and when it opens" \
     "$(jq -r '.rollout.gates[] | select(.name == "window") | .why' <<<"$OUT")" \
     "^outside window $tomorrow 00:00-23:59 UTC, opens in "
 
 # --- pause, resume and promote work during a rollout -------------------------
-ctl pause --reason "a look"
+sy_ctl pause --reason "a look"
 sy_eq "pause holds the rollout at its weight" \
     "$(state_field phase) $(state_field candidate_percent)" "paused 10"
-ctl resume
+sy_ctl resume
 sy_eq "resume goes on" "$(state_field phase)" progressing
-ctl promote --reason "all good, skip ahead"
+sy_ctl promote --reason "all good, skip ahead"
 sy_eq "promote during a rollout: promoted at once" "$(state_field phase)" promoted
-ctl --json rollout report
+sy_ctl --json rollout report
 sy_eq "... and the report says so" \
     "$(jq -r '.report.outcome + " " + .report.reason' <<<"$OUT")" "promoted all good, skip ahead"
 stop_traffic
@@ -184,10 +176,10 @@ last_json=$(ls "$SY_TMP/reports"/rollout-*.json | tail -n 1)
 sy_eq "... the newest is the promoted one" \
     "$(jq -r '.outcome + " " + .reason' "$last_json")" "promoted all good, skip ahead"
 sy_proxy "$CONF" "$PORT" proxy-restarted || sy_finish
-ctl rollout report
+sy_ctl rollout report
 sy_eq "after a restart rollout report prints the newest report's text" "$OUT" \
     "$(cat "${last_json%.json}.txt")"
-ctl --json rollout status
+sy_ctl --json rollout status
 sy_match "... and rollout status names it" "$(jq -r .rollout.last <<<"$OUT")" \
     "^promoted at .*: all good, skip ahead$"
 sy_stop "$SY_PROXY_PID"
@@ -196,13 +188,13 @@ sy_eq "switchyard exits 0 after the restart" "$SY_RC" 0
 # --- A rollout's own plan survives a restart; without its section, a pause ---
 jq '.state = {"file": "plan.state.json"}' "$CONF" >"$SY_TMP/plan.json"
 sy_proxy "$SY_TMP/plan.json" "$PORT" proxy-plan || sy_finish
-ctl rollout start --steps 20,100 --step-s 600 --reason "release 46"
+sy_ctl rollout start --steps 20,100 --step-s 600 --reason "release 46"
 sy_check "a rollout with its own plan reaches its first step" wait_phase progressing 10
 sy_eq "... the state file keeps the plan" "$(jq -c .plan "$SY_TMP/plan.state.json")" \
     '{"steps_bp":[2000,10000],"step_s":600}'
 sy_stop "$SY_PROXY_PID"
 sy_proxy "$SY_TMP/plan.json" "$PORT" proxy-plan-restarted || sy_finish
-ctl --json rollout status
+sy_ctl --json rollout status
 sy_eq "after a restart the rollout goes on by its own plan, not the config's" \
     "$(jq -c '[.rollout.phase, .rollout.steps, .rollout.step_s, .rollout.weight]' <<<"$OUT")" \
     '["progressing",[20,100],600,20]'
