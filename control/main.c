@@ -422,6 +422,7 @@ out:
 int main(int argc, char **argv)
 {
     struct options o = {0};
+    struct conf_errors errs = {0};
     struct config *cfg;
     struct snapshot *snap;
     int rc;
@@ -447,6 +448,15 @@ int main(int argc, char **argv)
     if (snap == NULL) {
         log_error("out of memory");
         config_free(cfg);
+        return 1;
+    }
+    /* The config check loaded the same files: only a file changed since,
+     * or no memory, fails here. */
+    if (snapshot_load_tls(snap, &errs) < 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.msgs[i]);
+        conf_errors_clear(&errs);
+        snapshot_unref(snap);
         return 1;
     }
     rc = run(snap, &o);

@@ -31,29 +31,16 @@ static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* The TLS contexts are built once, with the listeners. */
-static bool same_tls(const struct conf_tls *x, const struct conf_tls *y)
-{
-    if (x->ncerts != y->ncerts)
-        return false;
-    for (size_t i = 0; i < x->ncerts; i++) {
-        if (!same_str(x->certs[i].cert, y->certs[i].cert) ||
-            !same_str(x->certs[i].key, y->certs[i].key))
-            return false;
-    }
-    return same_str(x->cert, y->cert) && same_str(x->key, y->key) &&
-           x->min_version == y->min_version && same_str(x->ciphers, y->ciphers) &&
-           same_str(x->ciphersuites, y->ciphersuites);
-}
-
+/* Listening sockets stay for the process's life. What they speak is
+ * per connection: each reload builds new TLS contexts (snapshot_load_tls),
+ * so certificates and TLS settings may change, and TLS may even be turned
+ * on or off. */
 static bool same_listeners(const struct config *a, const struct config *b)
 {
     if (a->nlisten != b->nlisten)
         return false;
     for (size_t i = 0; i < a->nlisten; i++) {
-        const struct conf_listen *x = &a->listen[i], *y = &b->listen[i];
-        if (!same_addr(&x->addr, &y->addr) || x->has_tls != y->has_tls ||
-            (x->has_tls && !same_tls(&x->tls, &y->tls)))
+        if (!same_addr(&a->listen[i].addr, &b->listen[i].addr))
             return false;
     }
     return true;
@@ -223,6 +210,14 @@ int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_error
         config_free(next);
         conf_errors_add(errs, "reload: out of memory; the running config stays");
         log_all(errs, "");
+        return -1;
+    }
+    /* The certificates as they are now on disk: a renewed one is taken up
+     * here. One that cannot be loaded keeps the running config, whose
+     * contexts stay. */
+    if (snapshot_load_tls(snap, errs) < 0) {
+        snapshot_unref(snap);
+        log_all(errs, "reload refused: ");
         return -1;
     }
     reload_notes(running, next, service_state(r->svc), notes);

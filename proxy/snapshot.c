@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "health/window.h"
+#include "proxy/tls.h"
 
 const char *server_admin_name(enum server_admin a)
 {
@@ -144,6 +145,31 @@ fail:
     return NULL;
 }
 
+int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
+{
+    const struct config *cfg = snap->cfg;
+    size_t before = errs->n;
+    char why[512];
+
+    if ((snap->listen_tls = calloc(cfg->nlisten, sizeof(*snap->listen_tls))) == NULL) {
+        conf_errors_add(errs, "TLS: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (cfg->listen[i].has_tls &&
+            (snap->listen_tls[i] = tls_ctx_new(&cfg->listen[i].tls, why, sizeof(why))) == NULL)
+            conf_errors_add(errs, "%s: listen[%zu].tls: %s", cfg->path, i, why);
+    }
+    return errs->n > before ? -1 : 0;
+}
+
+static void tls_release(struct snapshot *snap)
+{
+    for (size_t i = 0; snap->listen_tls != NULL && i < snap->cfg->nlisten; i++)
+        tls_ctx_free(snap->listen_tls[i]);
+    free(snap->listen_tls);
+}
+
 struct snapshot *snapshot_ref(struct snapshot *snap)
 {
     atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
@@ -155,6 +181,7 @@ void snapshot_unref(struct snapshot *snap)
     if (snap == NULL || atomic_fetch_sub_explicit(&snap->refs, 1, memory_order_acq_rel) != 1)
         return;
     servers_release(snap, snap->cfg);
+    tls_release(snap);
     config_free(snap->cfg);
     free(snap);
 }

@@ -61,17 +61,29 @@ struct server_state {
     struct server_busy busy[]; /* [nworkers] */
 };
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 struct snapshot {
     _Atomic unsigned refs;
     struct config *cfg;                          /* owned */
     struct server_state **servers[CONF_COLOURS]; /* parallel to cfg->pools[c].servers */
     unsigned nworkers;
+    /* Set by snapshot_load_tls(), NULL before. Owned; a connection made
+     * from one holds its own reference, so it outlives a reload. */
+    struct ssl_ctx_st **listen_tls; /* [cfg->nlisten]: NULL on plain listeners */
 };
 
 /* Returns a new snapshot (one reference) of cfg for nworkers workers, or NULL
  * when out of memory. cfg is stolen on success only. Servers whose name prev
  * (may be NULL) knows share its state objects. */
 struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struct snapshot *prev);
+
+/* Builds the TLS contexts of snap's config from the certificate, key and CA
+ * files as they are now: the start, and each reload, reads them again.
+ * Returns 0, or -1 with one message per failure in errs (the caller drops
+ * the snapshot). */
+int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
+    __attribute__((warn_unused_result));
 
 struct snapshot *snapshot_ref(struct snapshot *snap);
 /* Drops a reference; the last one frees. NULL is fine. */

@@ -1,13 +1,12 @@
 /* tls.c - server contexts for the TLS listeners. */
 #include "proxy/tls.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-
-#include "conf/log.h"
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
@@ -26,41 +25,47 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* Logs why OpenSSL refused what, and empties the thread's error queue. */
-static void log_openssl(const char *what, const char *detail)
+/* Why OpenSSL refused what, into err; empties the thread's error queue. */
+static void openssl_reason(char *err, size_t len, const char *what, const char *detail)
 {
-    char reason[256];
+    char reason[200];
 
     ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
-    log_error("tls: %s %s: %s", what, detail, reason);
+    snprintf(err, len, "%s %s: %s", what, detail, reason);
     ERR_clear_error();
 }
 
-static int load_identity(SSL_CTX *ctx, const char *cert, const char *key)
+/* The error text of one context build. */
+struct tls_err {
+    char *buf;
+    size_t len;
+};
+
+static int load_identity(SSL_CTX *ctx, const char *cert, const char *key, struct tls_err *e)
 {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        log_openssl("cannot load the certificate chain", cert);
+        openssl_reason(e->buf, e->len, "cannot load the certificate chain", cert);
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        log_openssl("cannot use the private key", key);
+        openssl_reason(e->buf, e->len, "cannot use the private key", key);
         return -1;
     }
     return 0;
 }
 
-static int set_protocols(SSL_CTX *ctx, const struct conf_tls *conf)
+static int set_protocols(SSL_CTX *ctx, const struct conf_tls *conf, struct tls_err *e)
 {
     int min = conf->min_version == CONF_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
     const char *ciphers = conf->ciphers ? conf->ciphers : CONF_TLS_CIPHERS_DEFAULT;
 
     if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
         SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
-        log_openssl("cannot set the ciphers", ciphers);
+        openssl_reason(e->buf, e->len, "cannot set the ciphers", ciphers);
         return -1;
     }
     if (conf->ciphersuites && SSL_CTX_set_ciphersuites(ctx, conf->ciphersuites) != 1) {
-        log_openssl("cannot set the cipher suites", conf->ciphersuites);
+        openssl_reason(e->buf, e->len, "cannot set the cipher suites", conf->ciphersuites);
         return -1;
     }
     return 0;
@@ -119,16 +124,17 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
 /* One context with the listener's settings and the given identity. All share
  * one session id context, so a session resumes whichever certificate the SNI
  * picked. */
-static SSL_CTX *ctx_new(const struct conf_tls *conf, const char *cert, const char *key)
+static SSL_CTX *ctx_new(const struct conf_tls *conf, const char *cert, const char *key,
+                        struct tls_err *e)
 {
     static const unsigned char sid_ctx[] = "switchyard";
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
     if (ctx == NULL) {
-        log_openssl("cannot create a context for", cert);
+        openssl_reason(e->buf, e->len, "cannot create a context for", cert);
         return NULL;
     }
-    if (load_identity(ctx, cert, key) < 0 || set_protocols(ctx, conf) < 0)
+    if (load_identity(ctx, cert, key, e) < 0 || set_protocols(ctx, conf, e) < 0)
         goto fail;
     /* No stateless tickets: their key would live as long as the process,
      * and whoever got it could read every TLS 1.2 session resumed with
@@ -149,7 +155,7 @@ static SSL_CTX *ctx_new(const struct conf_tls *conf, const char *cert, const cha
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
-        log_openssl("cannot set the session id context for", cert);
+        openssl_reason(e->buf, e->len, "cannot set the session id context for", cert);
         goto fail;
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
@@ -161,29 +167,29 @@ fail:
 
 /* Builds one context per certificates[] entry, with the default's settings,
  * and has the default context pick among them by SNI. */
-static int add_sni_certs(SSL_CTX *ctx, const struct conf_tls *conf)
+static int add_sni_certs(SSL_CTX *ctx, const struct conf_tls *conf, struct tls_err *e)
 {
     struct sni_table *table;
 
     if (conf->ncerts == 0)
         return 0;
     if (!CRYPTO_THREAD_run_once(&sni_index_once, sni_index_init) || sni_index < 0) {
-        log_openssl("cannot register the SNI table for", conf->cert);
+        openssl_reason(e->buf, e->len, "cannot register the SNI table for", conf->cert);
         return -1;
     }
     table = calloc(1, sizeof(*table) + conf->ncerts * sizeof(table->ctx[0]));
     if (table == NULL) {
-        log_error("tls: out of memory for the certificates of %s", conf->cert);
+        snprintf(e->buf, e->len, "out of memory for the certificates of %s", conf->cert);
         return -1;
     }
     if (SSL_CTX_set_ex_data(ctx, sni_index, table) != 1) {
         free(table);
-        log_openssl("cannot attach the SNI table to", conf->cert);
+        openssl_reason(e->buf, e->len, "cannot attach the SNI table to", conf->cert);
         return -1;
     }
     for (; table->n < conf->ncerts; table->n++) {
         const struct conf_tls_cert *c = &conf->certs[table->n];
-        table->ctx[table->n] = ctx_new(conf, c->cert, c->key);
+        table->ctx[table->n] = ctx_new(conf, c->cert, c->key, e);
         if (table->ctx[table->n] == NULL)
             return -1;
     }
@@ -192,11 +198,14 @@ static int add_sni_certs(SSL_CTX *ctx, const struct conf_tls *conf)
     return 0;
 }
 
-struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf)
+struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf, char *err, size_t err_len)
 {
-    SSL_CTX *ctx = ctx_new(conf, conf->cert, conf->key);
+    struct tls_err e = {err, err_len};
+    SSL_CTX *ctx;
 
-    if (ctx && add_sni_certs(ctx, conf) < 0) {
+    err[0] = '\0';
+    ctx = ctx_new(conf, conf->cert, conf->key, &e);
+    if (ctx && add_sni_certs(ctx, conf, &e) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }

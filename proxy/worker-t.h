@@ -21,7 +21,6 @@ struct accesslog;
 struct session;
 struct snapshot;
 struct window;
-struct ssl_ctx_st;
 
 TAILQ_HEAD(session_list, session);
 
@@ -33,7 +32,6 @@ struct proxy_shared {
     _Atomic uint32_t refused; /* connections refused over max_connections */
     int access_log_fd;        /* -1 when off */
     int flip_fd;              /* write end: instant flips go to the control thread */
-    struct ssl_ctx_st **tls;  /* per listen entry: its TLS context, NULL on plain ones */
 };
 
 /* Lingering close: how long we read and drop after our FIN. */

@@ -21,7 +21,6 @@
 #include "proxy/session.h"
 #include "proxy/signals.h"
 #include "proxy/snapshot.h"
-#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker-t.h"
 
@@ -39,7 +38,6 @@ struct proxy {
     struct worker *workers;
     unsigned nworkers;
     unsigned nstarted; /* threads to join */
-    size_t ntls;       /* entries of shared.tls */
 };
 
 static void worker_free(struct worker *w);
@@ -63,13 +61,16 @@ static int listen_probe(const struct conf_addr *addr)
  * failure is logged when it starts, not at every retry. */
 static _Atomic bool accept_failing;
 
-/* The TLS context of listener l, NULL when it is plain. A short scan: few
- * listeners, and it saves a per-listener callback argument. */
+/* The TLS context of listener l in the worker's snapshot, NULL when it is
+ * plain: a new connection gets the certificates of the last reload. A short
+ * scan: few listeners, and it saves a per-listener callback argument.
+ * Listeners are the config's listen entries in order (a reload cannot
+ * change them). */
 static struct ssl_ctx_st *listener_tls(const struct worker *w, const struct evconnlistener *l)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i] == l)
-            return w->shared->tls[i];
+            return w->snap->listen_tls[i];
     }
     return NULL;
 }
@@ -377,38 +378,6 @@ static void worker_free(struct worker *w)
         event_base_free(w->base);
 }
 
-/* One TLS context per TLS listener, for all workers: built here, where the
- * listeners are, because listeners (and so their certificates) stay for the
- * process's life; sharing lets any worker resume a session another one
- * started. Returns 0 or -1 (logged). */
-static int proxy_tls_new(struct proxy *p, const struct config *cfg)
-{
-    p->shared.tls = calloc(cfg->nlisten, sizeof(*p->shared.tls));
-    if (p->shared.tls == NULL) {
-        log_error("out of memory");
-        return -1;
-    }
-    p->ntls = cfg->nlisten;
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (!cfg->listen[i].has_tls)
-            continue;
-        p->shared.tls[i] = tls_ctx_new(&cfg->listen[i].tls);
-        if (p->shared.tls[i] == NULL) {
-            log_error("listen %s: TLS not ready", cfg->listen[i].addr.text);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void proxy_tls_free(struct proxy *p)
-{
-    for (size_t i = 0; i < p->ntls; i++)
-        tls_ctx_free(p->shared.tls[i]);
-    free(p->shared.tls);
-    p->shared.tls = NULL;
-}
-
 struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
 {
     const struct config *cfg = snap->cfg;
@@ -439,8 +408,6 @@ struct proxy *proxy_new(struct snapshot *snap, struct route_split *split)
             goto fail;
         }
     }
-    if (proxy_tls_new(p, cfg) < 0)
-        goto fail;
     p->workers = calloc(cfg->workers, sizeof(*p->workers));
     if (p->workers == NULL)
         goto fail;
@@ -600,7 +567,6 @@ void proxy_free(struct proxy *p)
         worker_free(w);
     }
     free(p->workers);
-    proxy_tls_free(p);
     if (p->shared.access_log_fd >= 0)
         close(p->shared.access_log_fd);
     snapshot_unref(p->snap);

@@ -91,8 +91,8 @@ old=$(openssl s_client -connect "127.0.0.1:$PORT" -tls1_1 -cipher 'DEFAULT:@SECL
     </dev/null 2>&1)
 sy_match "TLS 1.1 is refused by the server" "$old" 'alert protocol version|unsupported protocol'
 
-# Resumption: a TLS 1.2 session ticket from the first connection is taken
-# on the second.
+# Resumption: the TLS 1.2 session of the first connection, kept in the
+# server's session cache (no tickets), is taken up by the second.
 openssl s_client -connect "127.0.0.1:$PORT" -tls1_2 -CAfile "$PKI/ca.pem" \
     -sess_out "$SY_TMP/sess.pem" </dev/null >"$SY_TMP/sess1.out" 2>&1
 reuse=$(openssl s_client -connect "127.0.0.1:$PORT" -tls1_2 -CAfile "$PKI/ca.pem" \
@@ -147,6 +147,89 @@ else
 fi
 
 
+# --- certificates reloaded -----------------------------------------------------------
+# A proxy of its own, on copies of the files that a renewal overwrites.
+# new_cert NAME: a fresh key and certificate for 127.0.0.1, signed by the CA.
+new_cert()
+{
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -keyout "$PKI/$1.key" -out "$PKI/$1.csr" &&
+        openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" \
+            -CAcreateserial -days 2 -extfile "$PKI/san.ext" -out "$PKI/$1.pem"
+}
+# served_cn PORT [s_client options]: the CN of the certificate a new
+# connection gets.
+served_cn()
+{
+    local port=$1
+    shift
+    openssl s_client -connect "127.0.0.1:$port" "$@" </dev/null 2>/dev/null |
+        openssl x509 -noout -subject 2>/dev/null | sed -E 's/.*CN ?= ?//'
+}
+# keep_get: one request on the kept-alive TLS connection of the coprocess
+# KEPT; prints the status line.
+keep_get()
+{
+    local line status=''
+    printf 'GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n' >&"${KEPT[1]}"
+    while IFS= read -r -t 5 line <&"${KEPT[0]}"; do
+        line=${line%$'\r'}
+        [[ -z "$status" ]] && status=$line
+        [[ -z "$line" ]] && break
+    done
+    # /healthz answers "ok\n": read it so the next answer starts clean.
+    read -r -t 5 line <&"${KEPT[0]}"
+    echo "$status"
+}
+
+if ! { new_cert first && new_cert second && new_cert third; } >"$SY_TMP/reload-pki.out" 2>&1; then
+    sy_not_ok "reload test certificates are made" "$(cat "$SY_TMP/reload-pki.out")"
+    sy_finish
+fi
+cp "$PKI/first.pem" "$PKI/live.pem"
+cp "$PKI/first.key" "$PKI/live.key"
+sy_need_ctl
+sy_port PORTRL
+SOCK=$SY_TMP/ctl-reload.sock
+RLCONF=$SY_TMP/reload.json
+tls_config "$RLCONF.base" "$PORTRL" "{\"cert\": \"$PKI/live.pem\", \"key\": \"$PKI/live.key\"}"
+jq --arg s "$SOCK" '.admin = {socket: $s}' "$RLCONF.base" >"$RLCONF"
+sy_proxy "$RLCONF" "$PORTRL" proxyrl || sy_finish
+sy_eq "before any reload: the first certificate is served" "$(served_cn "$PORTRL")" first
+
+coproc KEPT { openssl s_client -quiet -connect "127.0.0.1:$PORTRL" -CAfile "$PKI/ca.pem" 2>/dev/null; }
+SY_PIDS+=("$KEPT_PID")
+sy_match "a kept-alive connection is served before the reload" "$(keep_get)" '^HTTP/1\.1 200'
+
+# A renewal: new files over the old paths, then a reload.
+cp "$PKI/second.key" "$PKI/live.key.new" && mv "$PKI/live.key.new" "$PKI/live.key"
+cp "$PKI/second.pem" "$PKI/live.pem.new" && mv "$PKI/live.pem.new" "$PKI/live.pem"
+sy_ctl reload
+sy_eq "reload after a renewal: accepted" "$RC" 0
+sy_eq "new connections get the renewed certificate" "$(served_cn "$PORTRL")" second
+sy_match "the connection opened before the reload is still served" "$(keep_get)" '^HTTP/1\.1 200'
+
+# A key that does not match the certificate: the reload is refused and the
+# certificate already loaded stays.
+cp "$PKI/third.pem" "$PKI/live.pem"
+sy_ctl reload
+sy_eq "reload with a certificate that does not match its key: refused" "$RC" 1
+sy_match "... saying which file and why" "$OUT" 'listen\[0\]\.tls\.key: not a PEM private key for the certificate'
+sy_eq "... and the renewed certificate is still served" "$(served_cn "$PORTRL")" second
+cp "$PKI/second.pem" "$PKI/live.pem"
+
+# Settings reload too: min_version 1.3 refuses TLS 1.2 from now on.
+jq '.listen[0].tls.min_version = "1.3"' "$RLCONF" >"$RLCONF.new" && mv "$RLCONF.new" "$RLCONF"
+sy_ctl reload
+sy_eq "reload to min_version 1.3: accepted" "$RC" 0
+if tls_curl -o /dev/null --tls-max 1.2 "https://127.0.0.1:$PORTRL/healthz" 2>/dev/null; then
+    sy_not_ok "after it, a TLS 1.2 client is refused" "the request succeeded"
+else
+    sy_ok "after it, a TLS 1.2 client is refused"
+fi
+sy_match "the connection opened before both reloads is still served" "$(keep_get)" '^HTTP/1\.1 200'
+exec {KEPT[1]}>&-
+
 # --- certificates chosen by SNI -----------------------------------------------------
 # sni_cert NAME SAN: a key and a certificate for SAN, signed by the test CA.
 sni_cert()
@@ -177,9 +260,16 @@ if tls_curl -o /dev/null --resolve "y.x.b.test:$PORTSNI:127.0.0.1" \
 else
     sy_ok "SNI y.x.b.test: the wildcard covers one label only"
 fi
-other=$(openssl s_client -connect "127.0.0.1:$PORTSNI" -servername other.test </dev/null 2>&1)
-sy_match "an unknown SNI gets the default certificate" "$other" '^subject=.*CN ?= ?localhost'
-nosni=$(openssl s_client -connect "127.0.0.1:$PORTSNI" -noservername </dev/null 2>&1)
-sy_match "no SNI gets the default certificate" "$nosni" '^subject=.*CN ?= ?localhost'
+# s_summary OPTIONS...: the lines of an s_client session that say which
+# certificate came and how the session went (so that a failure shows them).
+s_summary()
+{
+    openssl s_client -connect "127.0.0.1:$PORTSNI" "$@" </dev/null 2>&1 |
+        grep -E '^(CONNECTED|subject=|New, |Verify return|.*(error|errno|alert))'
+}
+sy_match "an unknown SNI gets the default certificate" "$(s_summary -servername other.test)" \
+    '^subject=.*CN ?= ?localhost'
+sy_match "no SNI gets the default certificate" "$(s_summary -noservername)" \
+    '^subject=.*CN ?= ?localhost'
 
 sy_finish
