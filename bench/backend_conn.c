@@ -5,6 +5,9 @@
  * when it takes them, and through the bufferevent's write event only when it
  * does not, so that a keep-alive exchange costs a read, a write and a share
  * of one epoll_wait.
+ *
+ * With --tls-cert the bufferevent is an OpenSSL one: it runs the handshake
+ * and encrypts, so every write goes through it (no direct writes then).
  */
 #include "bench/backend_conn.h"
 
@@ -19,9 +22,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "bench/backend_route.h"
 #include "bench/backend_worker.h"
@@ -59,6 +65,7 @@ static const char *const state_names[] = {"head",   "body", "delay",   "stream",
 #define CONN_F_WRITING 0x02 /* the bufferevent's write event is enabled */
 #define CONN_F_PAUSED 0x04  /* reading stopped until the output drains */
 #define CONN_F_RESET 0x08   /* close with a TCP reset (SO_LINGER 0) */
+#define CONN_F_TLS 0x10     /* bev is an OpenSSL bufferevent */
 
 struct backend_conn {
     struct backend_worker *w;
@@ -188,6 +195,31 @@ static void conn_free(struct backend_conn *c)
     w->nspare++;
 }
 
+/* The bufferevent of fd: plain, or with --tls-cert an OpenSSL one that
+ * starts with the server handshake. Returns NULL when out of memory (fd
+ * not closed). */
+static struct bufferevent *conn_bev_new(struct backend_worker *w, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    if (!w->shared->tls)
+        return bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    ssl = SSL_new(w->shared->tls);
+    if (!ssl)
+        return NULL;
+    /* Freeing bev then frees ssl and closes fd; failing, it leaves both. */
+    bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* The proxy may close an idle connection without close_notify: an EOF. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 int backend_conn_accept(struct backend_worker *w, evutil_socket_t fd)
 {
     int one = 1;
@@ -199,7 +231,7 @@ int backend_conn_accept(struct backend_worker *w, evutil_socket_t fd)
     }
     /* Answers are whole when written: waiting for more to coalesce only adds latency. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = conn_bev_new(w, fd);
     if (!c->bev) {
         evutil_closesocket(fd);
         c->next = w->spare;
@@ -210,7 +242,7 @@ int backend_conn_accept(struct backend_worker *w, evutil_socket_t fd)
     c->w = w;
     c->fd = fd;
     c->state = CONN_HEAD;
-    c->flags = 0;
+    c->flags = w->shared->tls ? CONN_F_TLS : 0;
     c->prev = NULL;
     c->next = w->conns;
     if (w->conns)
@@ -542,6 +574,46 @@ static int conn_after(struct backend_conn *c, enum backend_route_next next)
     return 1;
 }
 
+/* A TLS server name as a header value: visible ASCII only. */
+static const char *conn_sni_shown(const char *sni)
+{
+    if (!sni || !*sni)
+        return "-";
+    for (const char *p = sni; *p; p++) {
+        if (*p <= ' ' || *p > '~')
+            return "?";
+    }
+    return sni;
+}
+
+/* Appends the answer to dst; on TLS connections with X-TLS-SNI and
+ * X-TLS-Resumed right after the status line, so that a test sees what the
+ * client offered. Returns what backend_route_answer returns. */
+static int conn_route_answer(struct backend_conn *c, struct evbuffer *dst)
+{
+    SSL *ssl = (c->flags & CONN_F_TLS) ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    struct evbuffer *tmp;
+    struct evbuffer_ptr eol;
+    size_t eol_len = 0;
+    int next;
+
+    if (!ssl)
+        return backend_route_answer(&c->x, dst);
+    if (!(tmp = evbuffer_new()))
+        return -1;
+    next = backend_route_answer(&c->x, tmp);
+    eol = evbuffer_search_eol(tmp, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+    if (next < 0 || eol.pos < 0 ||
+        evbuffer_remove_buffer(tmp, dst, (size_t)eol.pos + eol_len) < 0 ||
+        evbuffer_add_printf(dst, "X-TLS-SNI: %s\r\nX-TLS-Resumed: %s\r\n",
+                            conn_sni_shown(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)),
+                            SSL_session_reused(ssl) ? "yes" : "no") < 0 ||
+        evbuffer_add_buffer(dst, tmp) < 0)
+        next = -1;
+    evbuffer_free(tmp);
+    return next;
+}
+
 /* The request is complete: answer it now, later, or never. */
 static int conn_answer(struct backend_conn *c)
 {
@@ -559,10 +631,10 @@ static int conn_answer(struct backend_conn *c)
         return 1;
     }
     if (c->latency_ms == 0) {
-        next = backend_route_answer(x, conn_out(c));
+        next = conn_route_answer(c, conn_out(c));
         return next < 0 ? -1 : conn_after(c, (enum backend_route_next)next);
     }
-    next = backend_route_answer(x, c->held);
+    next = conn_route_answer(c, c->held);
     if (next < 0)
         return -1;
     struct timeval tv = {.tv_sec = c->latency_ms / 1000, .tv_usec = (c->latency_ms % 1000) * 1000};
@@ -685,6 +757,11 @@ static int conn_flush(struct backend_conn *c)
 
     if (evbuffer_get_length(out) == 0 || (c->flags & CONN_F_WRITING))
         return 0;
+    if (c->flags & CONN_F_TLS) {
+        /* Only the bufferevent can encrypt: its write event does the writing. */
+        c->flags |= CONN_F_WRITING;
+        return bufferevent_enable(c->bev, EV_WRITE);
+    }
     /* A socket bufferevent freezes its output's start so that only it
      * drains it; this write is its writecb's, done earlier. */
     evbuffer_unfreeze(out, 1);
@@ -726,6 +803,11 @@ static int conn_linger(struct backend_conn *c)
 
     if (c->flags & CONN_F_EOF)
         return -1;
+    /* close_notify first, so that a body delimited by the close reads as
+     * whole. Best effort: the output is empty, so the alert goes straight
+     * out, and one that does not fit is no worse than none. */
+    if ((c->flags & CONN_F_TLS) && SSL_shutdown(bufferevent_openssl_get_ssl(c->bev)) < 0)
+        ERR_clear_error();
     if (shutdown(c->fd, SHUT_WR) < 0)
         return -1;
     conn_set_state(c, CONN_LINGER);

@@ -13,6 +13,10 @@
  *   /__close       "bye\n" delimited by closing the connection
  *   /__status/NNN  an answer with that status
  *   Upgrade        101, then every byte received is sent back
+ *
+ * With --tls-cert every connection speaks TLS, and every answer to a request
+ * carries X-TLS-SNI (the server name the client sent, "-" for none) and
+ * X-TLS-Resumed (yes|no).
  */
 #ifndef SY_BENCH_BACKEND_CONN_H
 #define SY_BENCH_BACKEND_CONN_H

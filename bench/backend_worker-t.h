@@ -16,6 +16,7 @@ struct backend_conn;
 struct event;
 struct event_base;
 struct evconnlistener;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* What every worker shares: built before the threads start, then read-only
  * (the fault state has its own lock). */
@@ -24,8 +25,9 @@ struct backend_shared {
     struct backend_fault_state *fault;
     struct backend_worker *workers; /* all of them, for /__stats */
     size_t nworkers;
-    bool verbose; /* one log line per answer */
-    FILE *record; /* --record: one line per request, line-buffered; NULL: off */
+    bool verbose;           /* one log line per answer */
+    FILE *record;           /* --record: one line per request, line-buffered; NULL: off */
+    struct ssl_ctx_st *tls; /* --tls-cert: every connection speaks TLS; NULL: plain */
 };
 
 /* Counters with a single writer (the owning worker) and any number of

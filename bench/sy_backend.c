@@ -14,6 +14,8 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "bench/backend_fault.h"
 #include "bench/backend_reply.h"
@@ -33,7 +35,9 @@ struct options {
     struct backend_fault fault;
     bool quiet;
     bool verbose;
-    const char *record; /* --record FILE; NULL: none */
+    const char *record;   /* --record FILE; NULL: none */
+    const char *tls_cert; /* --tls-cert FILE; NULL: plain HTTP */
+    const char *tls_key;  /* --tls-key FILE */
 };
 
 static const char usage_text[] =
@@ -44,7 +48,8 @@ static const char usage_text[] =
     "SYNOPSIS\n"
     "    sy-backend --listen ADDR --name NAME [--threads N] [--body-bytes N]\n"
     "               [--latency-ms N] [--fail-rate R] [--fail-status S]\n"
-    "               [--record FILE] [--quiet | --verbose]\n"
+    "               [--record FILE] [--tls-cert FILE --tls-key FILE]\n"
+    "               [--quiet | --verbose]\n"
     "    sy-backend --help\n"
     "\n"
     "DESCRIPTION\n"
@@ -70,6 +75,12 @@ static const char usage_text[] =
     "                       (e.g. \"GET /a 0\"); a request it refuses is written\n"
     "                       \"! STATUS\". For tests that must know exactly what\n"
     "                       reached the backend.\n"
+    "    --tls-cert FILE    Speak TLS (1.2 or 1.3) on every connection, with the\n"
+    "                       PEM certificate chain in FILE. Answers on TLS\n"
+    "                       connections carry \"X-TLS-SNI: NAME\" (the server name\n"
+    "                       the client sent, \"-\" for none) and \"X-TLS-Resumed:\n"
+    "                       yes|no\" (an abbreviated handshake resumed a session).\n"
+    "    --tls-key FILE     The PEM private key of --tls-cert (both or neither).\n"
     "    --quiet            Print errors only (no ready line).\n"
     "    --verbose          Print one line per answer.\n"
     "    --help             Print this text and exit.\n"
@@ -123,7 +134,8 @@ static const char usage_text[] =
     "EXAMPLES\n"
     "    sy-backend --listen 127.0.0.1:9001 --name blue\n"
     "    curl -d '{\"fail_rate\":0.5,\"fail_status\":503}' http://127.0.0.1:9001/__fault\n"
-    "    curl -s 'http://127.0.0.1:9001/__bytes?n=1048576' | sha256sum\n";
+    "    curl -s 'http://127.0.0.1:9001/__bytes?n=1048576' | sha256sum\n"
+    "    sy-backend --listen 127.0.0.1:9443 --name green --tls-cert c.pem --tls-key k.pem\n";
 
 static void usage_hint(void)
 {
@@ -236,6 +248,12 @@ static int take_option(int c, const char *arg, struct options *o)
     case 'R':
         o->record = arg;
         return 0;
+    case 'C':
+        o->tls_cert = arg;
+        return 0;
+    case 'K':
+        o->tls_key = arg;
+        return 0;
     default:
         return -1;
     }
@@ -253,6 +271,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"fail-rate", required_argument, NULL, 'r'},
         {"fail-status", required_argument, NULL, 's'},
         {"record", required_argument, NULL, 'R'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -290,6 +310,11 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (!have_listen || !o->name) {
         fprintf(stderr, "%s: %s is required\n", PROG, have_listen ? "--name" : "--listen");
+        return -1;
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "%s: %s needs %s\n", PROG, o->tls_cert ? "--tls-cert" : "--tls-key",
+                o->tls_cert ? "--tls-key" : "--tls-cert");
         return -1;
     }
     if (o->quiet && o->verbose) {
@@ -333,6 +358,7 @@ static void backend_teardown(struct backend *b)
     free(b->workers);
     backend_fault_state_free(b->shared.fault);
     backend_reply_free(b->reply);
+    SSL_CTX_free(b->shared.tls);
     if (b->shared.record)
         fclose(b->shared.record);
 }
@@ -349,6 +375,52 @@ static int record_open(struct backend *b, const char *path)
     }
     setvbuf(b->shared.record, NULL, _IOLBF, 0);
     return 0;
+}
+
+/* OpenSSL names a missing file only by its library ("system lib"): say
+ * what is wrong with it first. Returns 0 or -1 (logged). */
+static int tls_file_check(const char *opt, const char *path)
+{
+    FILE *f = fopen(path, "re");
+
+    if (!f) {
+        log_error("%s %s: %s", opt, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Loads --tls-cert and --tls-key into the server context every worker
+ * shares (OpenSSL lets threads make connections from one context). Returns
+ * 0 or -1 (logged). */
+static int tls_open(struct backend *b, const char *cert, const char *key)
+{
+    const char *what = "cannot create a TLS context", *file = "", *reason;
+    SSL_CTX *ctx;
+
+    if (tls_file_check("--tls-cert", cert) < 0 || tls_file_check("--tls-key", key) < 0)
+        return -1;
+    ctx = SSL_CTX_new(TLS_server_method());
+    b->shared.tls = ctx; /* freed by backend_teardown, even on failure */
+    if (!ctx)
+        goto fail;
+    what = "--tls-cert ";
+    file = cert;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        goto fail;
+    what = "--tls-key ";
+    file = key;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+        goto fail;
+    return 0;
+fail:
+    reason = ERR_reason_error_string(ERR_peek_error()); /* the first: the cause */
+    log_error("%s%s: %s", what, file, reason ? reason : "failed");
+    ERR_clear_error();
+    return -1;
 }
 
 /* Builds the shared state and binds every worker's listener. */
@@ -371,6 +443,8 @@ static int backend_setup(struct backend *b, struct options *o)
     b->shared.workers = b->workers;
     b->shared.verbose = o->verbose;
     if (o->record && record_open(b, o->record) < 0)
+        return -1;
+    if (o->tls_cert && tls_open(b, o->tls_cert, o->tls_key) < 0)
         return -1;
     for (unsigned i = 0; i < o->threads; i++) {
         b->nworkers = i + 1;

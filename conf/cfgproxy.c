@@ -2,6 +2,7 @@
  * pools and routing. */
 #include "conf/cfgproxy.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,13 +444,84 @@ static void parse_server(struct cfgwalk *w, const json_t *obj, const char *path,
         cfgwalk_set_string(w, &s->name, name);
 }
 
+/* A DNS name as SNI carries it: dot-separated labels of letters, digits
+ * and hyphens, no IP address (RFC 6066 forbids those in SNI). */
+static bool sni_name_ok(const char *name)
+{
+    size_t n = strlen(name), label = 0;
+
+    if (n == 0 || n > 253 || strspn(name, "0123456789.") == n)
+        return false;
+    for (const char *c = name; *c; c++) {
+        if (*c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if ((isalnum((unsigned char)*c) || *c == '-') && ++label <= 63) {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
+/* Loads the CA bundle the way the proxy will, so that a missing file or one
+ * without a single certificate is a config error. */
+static void check_upstream_ca(struct cfgwalk *w, const char *path, const char *ca)
+{
+    SSL_CTX *ctx;
+
+    if (!tls_file_readable(w, path, "ca", ca))
+        return;
+    if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
+        w->oom = true;
+        return;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        tls_error(w, path, "ca", "not a PEM certificate bundle");
+    SSL_CTX_free(ctx);
+}
+
+static void parse_upstream_tls(struct cfgwalk *w, const json_t *obj, const char *path,
+                               struct conf_upstream_tls *t)
+{
+    static const struct cfgwalk_field fields[] = {
+        {"verify", CFGWALK_BOOL, offsetof(struct conf_upstream_tls, verify), 0, 0, false},
+        {"ca", CFGWALK_FILE, offsetof(struct conf_upstream_tls, ca), 0, 0, false},
+        {"sni", CFGWALK_WORD, offsetof(struct conf_upstream_tls, sni), 0, 0, false},
+    };
+    char p[CFGWALK_PATH_MAX], shown[96];
+
+    t->enabled = true;
+    t->verify = true;
+    (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), t);
+    if (t->sni && !sni_name_ok(t->sni)) {
+        cfgwalk_path_key(p, sizeof(p), path, "sni");
+        cfgwalk_error(w, p, false, "must be a DNS name such as \"api.internal\" (got %s)",
+                      cfgwalk_quote(shown, sizeof(shown), t->sni));
+    }
+    if (t->ca)
+        check_upstream_ca(w, path, t->ca);
+    if (t->ca && !t->verify) {
+        cfgwalk_path_key(p, sizeof(p), path, "ca");
+        cfgwalk_error(w, p, false, "is unused with \"verify\": false; remove one of them");
+    }
+}
+
 static void parse_pool(struct cfgwalk *w, const json_t *obj, const char *path,
                        struct conf_pool *pool)
 {
-    static const struct cfgwalk_field fields[] = {{"servers", CFGWALK_CUSTOM, 0, 0, 0, true}};
+    static const struct cfgwalk_field fields[] = {
+        {"servers", CFGWALK_CUSTOM, 0, 0, 0, true},
+        {"tls", CFGWALK_CUSTOM, 0, 0, 0, false},
+    };
     char p[CFGWALK_PATH_MAX], sp[CFGWALK_PATH_MAX];
 
     (void)cfgwalk_object(w, obj, path, fields, NFIELDS(fields), pool);
+    json_t *tls = cfgwalk_member(w, obj, path, "tls", CFGWALK_OBJECT, false, p, sizeof(p));
+    if (tls)
+        parse_upstream_tls(w, tls, p, &pool->tls);
     json_t *arr = cfgwalk_member(w, obj, path, "servers", CFGWALK_ARRAY, false, p, sizeof(p));
     size_t n = json_array_size(arr);
     if (!arr)
@@ -669,6 +741,8 @@ void cfgproxy_free(struct config *cfg)
         for (size_t i = 0; i < cfg->pools[c].nservers; i++)
             free(cfg->pools[c].servers[i].name);
         free(cfg->pools[c].servers);
+        free(cfg->pools[c].tls.ca);
+        free(cfg->pools[c].tls.sni);
     }
     free(cfg->routing.sticky_cookie);
     free(cfg->routing.sticky_header);

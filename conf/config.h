@@ -38,9 +38,18 @@ struct conf_server {
 
 #define CONF_POOL_SERVERS_MAX 64
 
+/* pools.<colour>.tls: the proxy speaks TLS to the pool's servers. */
+struct conf_upstream_tls {
+    bool enabled; /* "tls" is present */
+    bool verify;  /* default true: the chain up to ca, and the name (sni, else the IP) */
+    char *ca;     /* absolute path of a PEM bundle; NULL: the system's trust store */
+    char *sni;    /* the server name sent and verified; NULL: no SNI, the address is verified */
+};
+
 struct conf_pool {
     struct conf_server *servers;
     size_t nservers; /* >= 1 */
+    struct conf_upstream_tls tls;
 };
 
 enum conf_tls_version {

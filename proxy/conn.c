@@ -6,7 +6,9 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -15,6 +17,8 @@
 #include <event2/event_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "proxy/tls_client.h"
 
 #define CONN_READ_MIN 16384 /* space offered to one recv */
 #define CONN_READ_MAX 65536
@@ -35,11 +39,13 @@
 #define CONN_FL_WR_SHUT 0x1000          /* our FIN went out */
 #define CONN_FL_TLS_MORE 0x2000         /* OpenSSL may hold input no poll will signal */
 #define CONN_FL_TLS_HS_WRITE 0x4000     /* the handshake waits for the socket to be writable */
+#define CONN_FL_TLS_CLIENT_HS 0x8000    /* our client handshake runs: it ends the connect */
 
 struct conn {
     int fd;
     unsigned flags;
     SSL *ssl;              /* NULL on plain connections */
+    char *tls_failure;     /* why our client handshake failed; NULL while it did not */
     struct event rev;      /* EV_READ | EV_PERSIST */
     struct event wev;      /* EV_WRITE | EV_PERSIST: connect, or output that would block */
     struct event flush_ev; /* activated by hand: writes a callback's output in one go */
@@ -73,6 +79,13 @@ static void retime(struct event *ev, const struct timeval *tv)
         event_remove_timer(ev);
 }
 
+/* A client handshake is part of the connect: the write timeout, which
+ * bounds the connect, bounds its waits for the server as well. */
+static const struct timeval *read_timeout(const struct conn *c)
+{
+    return (c->flags & CONN_FL_TLS_CLIENT_HS) ? c->wr_tv : c->rd_tv;
+}
+
 /* Adds or removes rev so that it is armed exactly when reading is wanted,
  * possible (no EOF) and allowed (input under the high-water mark). */
 static void read_update(struct conn *c)
@@ -80,15 +93,15 @@ static void read_update(struct conn *c)
     /* rev is level-triggered: while OpenSSL waits for the socket to be
      * writable (a read or a handshake that must send first), a readable
      * socket would wake the loop for nothing, again and again. */
-    bool want =
-        ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING |
-                      CONN_FL_TLS_READ_BLOCKED)) == CONN_FL_READ_ON &&
-         (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
-        (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE)) == CONN_FL_TLS_HANDSHAKE ||
-        (c->flags & CONN_FL_TLS_WRITE_BLOCKED);
+    bool want = ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING |
+                              CONN_FL_TLS_READ_BLOCKED)) == CONN_FL_READ_ON &&
+                 (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
+                (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE | CONN_FL_CONNECTING)) ==
+                    CONN_FL_TLS_HANDSHAKE ||
+                (c->flags & CONN_FL_TLS_WRITE_BLOCKED);
 
     if (want && !(c->flags & CONN_FL_READ_ARMED)) {
-        event_add(&c->rev, c->rd_tv);
+        event_add(&c->rev, read_timeout(c));
         c->flags |= CONN_FL_READ_ARMED;
     } else if (!want && (c->flags & CONN_FL_READ_ARMED)) {
         disarm(&c->rev);
@@ -209,9 +222,41 @@ int conn_accept_tls(struct conn *c, struct ssl_ctx_st *ctx)
     return 0;
 }
 
+int conn_connect_tls(struct conn *c, struct ssl_st *ssl)
+{
+    if (SSL_set_fd(ssl, c->fd) != 1) {
+        ERR_clear_error();
+        SSL_free(ssl);
+        errno = ENOMEM;
+        return -1;
+    }
+    SSL_set_connect_state(ssl);
+    c->ssl = ssl;
+    /* read_update() leaves rev alone until the connect is done. */
+    c->flags |= CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_CLIENT_HS;
+    return 0;
+}
+
 bool conn_is_tls(const struct conn *c)
 {
     return c->ssl != NULL;
+}
+
+const char *conn_tls_failure(const struct conn *c)
+{
+    return c->tls_failure;
+}
+
+struct ssl_session_st *conn_tls_session(const struct conn *c)
+{
+    SSL_SESSION *sess;
+
+    if (c->ssl == NULL || (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_FATAL)))
+        return NULL;
+    sess = SSL_get_session(c->ssl);
+    /* Under TLS 1.3 the session becomes resumable with the server's first
+     * ticket, which comes after the handshake. */
+    return sess != NULL && SSL_SESSION_is_resumable(sess) ? sess : NULL;
 }
 
 /* Sends close_notify when the TLS session is sound and we have not sent it
@@ -238,6 +283,7 @@ void conn_free(struct conn *c)
         tls_close_notify(c);
         SSL_free(c->ssl);
     }
+    free(c->tls_failure);
     close(c->fd);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
@@ -266,16 +312,15 @@ void conn_set_write_low(struct conn *c, size_t low)
 
 void conn_set_timeouts(struct conn *c, const struct timeval *rd, const struct timeval *wr)
 {
-    if (c->rd_tv != rd) {
-        c->rd_tv = rd;
-        if (c->flags & CONN_FL_READ_ARMED)
-            retime(&c->rev, rd);
-    }
-    if (c->wr_tv != wr) {
-        c->wr_tv = wr;
-        if (c->flags & CONN_FL_WRITE_ARMED)
-            retime(&c->wev, wr);
-    }
+    bool rd_changed = c->rd_tv != rd, wr_changed = c->wr_tv != wr;
+
+    c->rd_tv = rd;
+    c->wr_tv = wr;
+    if ((rd_changed || (wr_changed && (c->flags & CONN_FL_TLS_CLIENT_HS))) &&
+        (c->flags & CONN_FL_READ_ARMED))
+        retime(&c->rev, read_timeout(c));
+    if (wr_changed && (c->flags & CONN_FL_WRITE_ARMED))
+        retime(&c->wev, wr);
 }
 
 void conn_read_enable(struct conn *c, bool on)
@@ -348,7 +393,9 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     if (what & EV_TIMEOUT) {
-        call_event(c, CONN_EV_TIMEOUT | CONN_EV_READING);
+        /* A client handshake that waits for the server is still a connect. */
+        call_event(c, CONN_EV_TIMEOUT |
+                          ((c->flags & CONN_FL_TLS_CLIENT_HS) ? CONN_EV_WRITING : CONN_EV_READING));
         return;
     }
     if (c->ssl != NULL) {
@@ -416,6 +463,21 @@ static void do_write(struct conn *c)
         c->wr(c, c->arg);
 }
 
+/* The connection is up (and through its client handshake, on TLS): output
+ * queued meanwhile goes, then the user hears of it. */
+static void connected(struct conn *c)
+{
+    read_update(c);
+    if ((evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING)) &&
+        !(c->flags & CONN_FL_FLUSH_QUEUED)) {
+        c->flags |= CONN_FL_FLUSH_QUEUED;
+        event_active(&c->flush_ev, EV_WRITE, 0);
+    }
+    call_event(c, CONN_EV_CONNECTED);
+}
+
+static void tls_handshake(struct conn *c);
+
 static void connect_done(struct conn *c)
 {
     int err = 0;
@@ -432,13 +494,10 @@ static void connect_done(struct conn *c)
         call_event(c, CONN_EV_ERROR | CONN_EV_WRITING);
         return;
     }
-    read_update(c);
-    if ((evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING)) &&
-        !(c->flags & CONN_FL_FLUSH_QUEUED)) {
-        c->flags |= CONN_FL_FLUSH_QUEUED;
-        event_active(&c->flush_ev, EV_WRITE, 0);
-    }
-    call_event(c, CONN_EV_CONNECTED);
+    if (c->flags & CONN_FL_TLS_CLIENT_HS)
+        tls_handshake(c); /* ends in connected() or a connect error */
+    else
+        connected(c);
 }
 
 static bool tls_write_event(struct conn *c);
@@ -519,6 +578,58 @@ static void tls_fail(struct conn *c, int err, int sys_errno, short dir)
     call_event(c, CONN_EV_ERROR | dir);
 }
 
+static void tls_handshake_done(struct conn *c)
+{
+    bool client = c->flags & CONN_FL_TLS_CLIENT_HS;
+
+    c->flags &= ~(CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE | CONN_FL_TLS_CLIENT_HS);
+    if (SSL_has_pending(c->ssl))
+        c->flags |= CONN_FL_TLS_MORE;
+    write_arm(c, false);
+    if (client) {
+        /* rev waited with the connect's timeout: the read timeout again. */
+        if (c->flags & CONN_FL_READ_ARMED)
+            retime(&c->rev, c->rd_tv);
+        connected(c);
+        return;
+    }
+    read_update(c); /* and come back for a request read with the handshake */
+    if (evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING))
+        do_write(c);
+}
+
+/* Keeps why our client handshake failed, for conn_tls_failure(). Runs
+ * before tls_mark_fatal(), which empties OpenSSL's error queue. */
+static void tls_note_failure(struct conn *c, int err, int sys_errno)
+{
+    char buf[256];
+    const char *why = buf;
+
+    if (err == SSL_ERROR_ZERO_RETURN)
+        why = "the server closed the connection during the TLS handshake";
+    else if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && sys_errno != 0)
+        snprintf(buf, sizeof(buf), "TLS handshake failed: %s", strerror(sys_errno));
+    else
+        tls_client_failure(c->ssl, buf, sizeof(buf));
+    free(c->tls_failure);
+    c->tls_failure = strdup(why); /* NULL when out of memory: the caller says less */
+}
+
+/* The client's failure is a connect error; the server's, a read error (or
+ * an EOF when the client left). */
+static void tls_handshake_failed(struct conn *c, int err, int sys_errno)
+{
+    if (c->flags & CONN_FL_TLS_CLIENT_HS) {
+        tls_note_failure(c, err, sys_errno);
+        tls_fail(c, err, sys_errno, CONN_EV_WRITING);
+    } else if (err == SSL_ERROR_ZERO_RETURN) { /* nothing to close cleanly */
+        tls_mark_fatal(c, err, sys_errno);
+        call_event(c, CONN_EV_EOF | CONN_EV_READING);
+    } else {
+        tls_fail(c, err, sys_errno, CONN_EV_READING);
+    }
+}
+
 static void tls_handshake(struct conn *c)
 {
     ERR_clear_error();
@@ -528,13 +639,7 @@ static void tls_handshake(struct conn *c)
 
     switch (err) {
     case SSL_ERROR_NONE:
-        c->flags &= ~(CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE);
-        if (SSL_has_pending(c->ssl))
-            c->flags |= CONN_FL_TLS_MORE;
-        write_arm(c, false);
-        read_update(c); /* and come back for a request read with the handshake */
-        if (evbuffer_get_length(c->out) > 0 || (c->flags & CONN_FL_SHUT_PENDING))
-            do_write(c);
+        tls_handshake_done(c);
         break;
     case SSL_ERROR_WANT_READ:
         c->flags &= ~CONN_FL_TLS_HS_WRITE;
@@ -546,12 +651,8 @@ static void tls_handshake(struct conn *c)
         write_arm(c, true);
         read_update(c);
         break;
-    case SSL_ERROR_ZERO_RETURN: /* the client left mid-handshake: nothing to close cleanly */
-        tls_mark_fatal(c, err, saved);
-        call_event(c, CONN_EV_EOF | CONN_EV_READING);
-        break;
     default:
-        tls_fail(c, err, saved, CONN_EV_READING);
+        tls_handshake_failed(c, err, saved);
         break;
     }
 }

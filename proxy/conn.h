@@ -13,9 +13,10 @@
  *   - takes its idle timeouts from the worker's common timeouts, so arming
  *     one is O(1).
  *
- * A conn may also carry TLS (conn_accept_tls): it then reads with SSL_read
- * and writes with SSL_write on the same socket and events, and its input
- * and output hold plaintext. Plain conns take none of those branches.
+ * A conn may also carry TLS, as the server (conn_accept_tls) or the client
+ * (conn_connect_tls): it then reads with SSL_read and writes with SSL_write
+ * on the same socket and events, and its input and output hold plaintext.
+ * Plain conns take none of those branches.
  *
  * Everything belongs to one event loop thread. A conn may be freed from
  * inside any of its own callbacks: after calling back, conn code never
@@ -32,7 +33,9 @@
 struct event_base;
 struct evbuffer;
 struct conn;
-struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_ctx_st;     /* OpenSSL's SSL_CTX */
+struct ssl_st;         /* OpenSSL's SSL */
+struct ssl_session_st; /* OpenSSL's SSL_SESSION */
 
 /* What happened, for the event callback. */
 #define CONN_EV_CONNECTED 0x01 /* conn_connect() succeeded */
@@ -71,7 +74,28 @@ void conn_free(struct conn *c);
  * c unchanged (no memory). */
 int conn_accept_tls(struct conn *c, struct ssl_ctx_st *ctx) __attribute__((warn_unused_result));
 
+/* Makes c, just returned by conn_connect() and with no output yet, the
+ * client side of a TLS connection over ssl (stolen, even on failure), which
+ * the caller readied: SNI, what to verify, a session to resume. Once the TCP
+ * connect is done the handshake runs from c's events, and CONN_EV_CONNECTED
+ * comes only after it succeeded. A failed handshake (a failed verification
+ * too) is a failed connect: CONN_EV_ERROR | CONN_EV_WRITING, errno EPROTO
+ * (or the socket's error), and conn_tls_failure() says why. The write
+ * timeout, which bounds the connect, bounds each wait of the handshake as
+ * well (CONN_EV_TIMEOUT | CONN_EV_WRITING). Returns 0, or -1 (no memory). */
+int conn_connect_tls(struct conn *c, struct ssl_st *ssl) __attribute__((warn_unused_result));
+
 bool conn_is_tls(const struct conn *c);
+
+/* Why the client handshake of c failed, for logs ("certificate verify
+ * failed: self-signed certificate"); NULL when it did not fail (or no
+ * memory was left to say why). Borrowed: valid as long as c. */
+const char *conn_tls_failure(const struct conn *c);
+
+/* The TLS session of c that a later connection to the same server may
+ * resume (borrowed: SSL_SESSION_up_ref() to keep it), or NULL: plain, the
+ * handshake not done or failed, or nothing resumable (yet). */
+struct ssl_session_st *conn_tls_session(const struct conn *c);
 
 void conn_set_callbacks(struct conn *c, conn_read_cb rd, conn_write_cb wr, conn_event_cb ev,
                         void *arg);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -111,7 +112,9 @@ void exchange_start(struct session *s)
         if (srv == NULL && fall_back_to_stable(s))
             continue;
         if (srv == NULL && s->tried != 0) {
-            session_respond_error(s, 502, unreachable[upstream_pool_colour(s->pool)]);
+            session_respond_error(
+                s, 502,
+                s->up_error[0] != '\0' ? s->up_error : unreachable[upstream_pool_colour(s->pool)]);
             return;
         }
         if (srv == NULL) { /* every server disabled or draining: nothing was tried */
@@ -129,6 +132,7 @@ void exchange_start(struct session *s)
             log_warn("upstream %s: cannot connect: %s", upstream_server_conf(srv)->name,
                      strerror(errno));
             s->tried |= upstream_server_bit(srv);
+            s->up_error[0] = '\0';
             continue;
         }
         attach_upstream(s, conn);
@@ -162,6 +166,9 @@ void exchange_connect_failed(struct session *s, const char *why)
     static _Thread_local time_t last_warn;
     time_t now = time(NULL);
 
+    /* The 502 names the last failure only when it was a TLS one. */
+    if (why != s->up_error)
+        s->up_error[0] = '\0';
     /* A dead server fails every request sent its way: say so once a second. */
     if (now != last_warn)
         log_warn("upstream %s (%s): %s", upstream_server_conf(srv)->name,
@@ -478,6 +485,22 @@ void exchange_timed_out(struct session *s)
     session_respond_error(s, 504, "upstream did not answer in time");
 }
 
+/* Why the connect on c failed: a timeout, the TLS handshake's reason (kept
+ * in s->up_error for the 502 and the access log), or the connect's
+ * SO_ERROR, which conn leaves in errno. */
+static const char *connect_failure(struct session *s, struct conn *c, short what)
+{
+    const char *tls = conn_tls_failure(c);
+
+    if (what & CONN_EV_TIMEOUT)
+        return "connect timed out";
+    if (tls != NULL) {
+        snprintf(s->up_error, sizeof(s->up_error), "upstream TLS: %s", tls);
+        return s->up_error;
+    }
+    return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+}
+
 static void up_event_cb(struct conn *c, short what, void *arg)
 {
     struct session *s = arg;
@@ -488,10 +511,7 @@ static void up_event_cb(struct conn *c, short what, void *arg)
         return;
     }
     if (s->state == SESSION_CONNECT) {
-        /* conn leaves the connect's SO_ERROR in errno. */
-        exchange_connect_failed(s, (what & CONN_EV_TIMEOUT)
-                                       ? "connect timed out"
-                                       : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        exchange_connect_failed(s, connect_failure(s, c, what));
         return;
     }
     s->flags |= SESSION_FL_UP_CLOSE;

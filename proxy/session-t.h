@@ -71,6 +71,7 @@ struct session {
     struct timespec t_start, t_sent;
     double upstream_ms;
     const char *error;
+    char up_error[200]; /* a failed TLS handshake's reason: says more than a static error */
     char log_method[16];
     char log_target[256];
     struct session *next_free;

@@ -6,6 +6,7 @@
 
 #include "health/window.h"
 #include "proxy/tls.h"
+#include "proxy/tls_client.h"
 
 const char *server_admin_name(enum server_admin a)
 {
@@ -160,6 +161,12 @@ int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
             (snap->listen_tls[i] = tls_ctx_new(&cfg->listen[i].tls, why, sizeof(why))) == NULL)
             conf_errors_add(errs, "%s: listen[%zu].tls: %s", cfg->path, i, why);
     }
+    for (int c = 0; c < CONF_COLOURS; c++) {
+        const struct conf_upstream_tls *t = &cfg->pools[c].tls;
+        if (t->enabled && (snap->pool_tls[c] = tls_client_ctx_new(t, why, sizeof(why))) == NULL)
+            conf_errors_add(errs, "%s: pools.%s.tls: %s", cfg->path,
+                            conf_colour_name((enum conf_colour)c), why);
+    }
     return errs->n > before ? -1 : 0;
 }
 
@@ -168,6 +175,8 @@ static void tls_release(struct snapshot *snap)
     for (size_t i = 0; snap->listen_tls != NULL && i < snap->cfg->nlisten; i++)
         tls_ctx_free(snap->listen_tls[i]);
     free(snap->listen_tls);
+    for (int c = 0; c < CONF_COLOURS; c++)
+        tls_ctx_free(snap->pool_tls[c]);
 }
 
 struct snapshot *snapshot_ref(struct snapshot *snap)

@@ -70,7 +70,8 @@ struct snapshot {
     unsigned nworkers;
     /* Set by snapshot_load_tls(), NULL before. Owned; a connection made
      * from one holds its own reference, so it outlives a reload. */
-    struct ssl_ctx_st **listen_tls; /* [cfg->nlisten]: NULL on plain listeners */
+    struct ssl_ctx_st **listen_tls;          /* [cfg->nlisten]: NULL on plain listeners */
+    struct ssl_ctx_st *pool_tls[CONF_COLOURS]; /* NULL for a pool without "tls" */
 };
 
 /* Returns a new snapshot (one reference) of cfg for nworkers workers, or NULL

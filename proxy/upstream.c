@@ -9,10 +9,12 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "conf/log.h"
 #include "proxy/conn.h"
 #include "proxy/snapshot.h"
+#include "proxy/tls_client.h"
 
 struct upstream_conn {
     struct conn *sock;
@@ -33,12 +35,15 @@ struct upstream_server {
     int64_t current; /* smooth WRR running weight */
     struct conn_list idle;
     unsigned nidle;
+    SSL_SESSION *tls_session; /* TLS pools: the last session, offered to the next connection */
 };
 
 struct upstream_pool {
     struct event_base *base;
     const struct timeval *idle_tv;
     struct snapshot *snap; /* holds the conf of the servers */
+    SSL_CTX *tls_ctx;      /* borrowed from snap; NULL for a plain pool */
+    const struct conf_upstream_tls *tls;
     enum conf_colour colour;
     unsigned worker;
     unsigned refs; /* the worker's while current, each session's, each connection's */
@@ -62,6 +67,8 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, struct snapshot
     pool->base = base;
     pool->idle_tv = idle_tv;
     pool->snap = snapshot_ref(snap);
+    pool->tls_ctx = snap->pool_tls[colour];
+    pool->tls = &conf->tls;
     pool->colour = colour;
     pool->worker = worker;
     pool->refs = 1;
@@ -89,19 +96,25 @@ void upstream_pool_unref(struct upstream_pool *pool)
 {
     if (pool == NULL || --pool->refs > 0)
         return;
+    for (size_t i = 0; i < pool->n; i++)
+        SSL_SESSION_free(pool->servers[i].tls_session);
     free(pool->servers);
     snapshot_unref(pool->snap);
     free(pool);
 }
 
 /* The server of pool that is srv under a new config: same name and address,
- * so that its idle connections are still good. */
+ * so that its idle connections are still good. Not for TLS on either side:
+ * the new config may trust other CAs (or files that changed under the same
+ * name), and a connection verified under the old one must not slip past. */
 static struct upstream_server *same_server(struct upstream_pool *pool,
                                            const struct upstream_server *srv)
 {
     const struct conf_addr *a = &srv->conf->addr;
 
-    for (size_t i = 0; pool != NULL && i < pool->n; i++) {
+    if (pool == NULL || pool->tls_ctx != NULL || srv->pool->tls_ctx != NULL)
+        return NULL;
+    for (size_t i = 0; i < pool->n; i++) {
         const struct conf_server *c = pool->servers[i].conf;
         if (strcmp(c->name, srv->conf->name) == 0 && c->addr.len == a->len &&
             memcmp(&c->addr.ss, &a->ss, a->len) == 0)
@@ -230,6 +243,22 @@ struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv)
     return conn;
 }
 
+/* Readies the client side of TLS on sock, a connect to srv under way:
+ * the pool's context, SNI and identity, and srv's last session to resume.
+ * Returns 0, or -1 with errno ENOMEM. */
+static int tls_start(struct upstream_server *srv, struct conn *sock)
+{
+    SSL *ssl = SSL_new(srv->pool->tls_ctx);
+
+    if (ssl == NULL || tls_client_prepare(ssl, srv->pool->tls, &srv->conf->addr) < 0 ||
+        (srv->tls_session != NULL && SSL_set_session(ssl, srv->tls_session) != 1)) {
+        SSL_free(ssl);
+        errno = ENOMEM;
+        return -1;
+    }
+    return conn_connect_tls(sock, ssl);
+}
+
 struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
 {
     struct upstream_conn *conn = calloc(1, sizeof(*conn));
@@ -239,6 +268,11 @@ struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
         return NULL;
     conn->srv = srv;
     conn->sock = conn_connect(srv->pool->base, (const struct sockaddr *)&addr->ss, addr->len);
+    if (conn->sock != NULL && srv->pool->tls_ctx != NULL && tls_start(srv, conn->sock) < 0) {
+        conn_free(conn->sock);
+        conn->sock = NULL;
+        errno = ENOMEM;
+    }
     if (conn->sock == NULL) {
         int saved = errno;
         free(conn);
@@ -259,10 +293,32 @@ static void idle_push(struct upstream_server *srv, struct upstream_conn *conn)
     conn->idle = true;
 }
 
+/* Keeps the session of conn for srv's next connection, or forgets srv's
+ * session when conn's handshake failed: the next attempt starts afresh
+ * rather than offer again what may have been the cause. */
+static void tls_session_keep(struct upstream_conn *conn)
+{
+    struct upstream_server *srv = conn->srv;
+    SSL_SESSION *sess;
+
+    if (conn_tls_failure(conn->sock) != NULL) {
+        SSL_SESSION_free(srv->tls_session);
+        srv->tls_session = NULL;
+        return;
+    }
+    sess = conn_tls_session(conn->sock);
+    if (sess == NULL || sess == srv->tls_session || SSL_SESSION_up_ref(sess) != 1)
+        return;
+    SSL_SESSION_free(srv->tls_session);
+    srv->tls_session = sess;
+}
+
 void upstream_conn_release(struct upstream_conn *conn)
 {
     struct upstream_server *srv = conn->srv;
 
+    if (conn_is_tls(conn->sock))
+        tls_session_keep(conn);
     busy_set(conn, false);
     /* A server taken out of rotation keeps no connections open to it. */
     if (srv->nidle >= UPSTREAM_IDLE_MAX || srv->pool->retired ||
@@ -280,6 +336,8 @@ void upstream_conn_free(struct upstream_conn *conn)
     if (conn == NULL)
         return;
     pool = conn->srv->pool;
+    if (conn_is_tls(conn->sock))
+        tls_session_keep(conn);
     busy_set(conn, false);
     idle_unlink(conn);
     conn_free(conn->sock);

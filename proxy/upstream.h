@@ -43,16 +43,17 @@ void upstream_pool_unref(struct upstream_pool *pool); /* NULL is fine */
 
 /* Drops the worker's reference to a pool that a reload replaced (NULL is
  * fine): its idle connections move to the server of the same name and
- * address in successor (may be NULL), or close; connections in use finish
+ * address in successor (may be NULL), or close (always for TLS pools: the
+ * new config may trust other CAs); connections in use finish
  * their exchange and close; the pool goes with the last of them. */
 void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *successor);
 
 enum conf_colour upstream_pool_colour(const struct upstream_pool *pool);
 
 /* Picks a server by smooth weighted round-robin, skipping those an operator
- * took out of rotation or the health checks marked down, and those whose index bit is set in exclude (servers
- * already tried for this request). Returns the server (borrowed) or NULL when
- * none is left. */
+ * took out of rotation or the health checks marked down, and those whose index bit is set in
+ * exclude (servers already tried for this request). Returns the server (borrowed) or NULL when none
+ * is left. */
 struct upstream_server *upstream_pool_pick(struct upstream_pool *pool, uint64_t exclude);
 
 /* The bit of a server in an exclude mask. Pools have at most 64 servers. */
@@ -68,7 +69,10 @@ struct upstream_conn *upstream_conn_take_idle(struct upstream_server *srv);
 
 /* Starts a new connection to srv. Returns it (new) with the connect under
  * way, or NULL when even the socket could not be made (errno set). Completion
- * is reported to the socket's event callback as CONN_EV_CONNECTED or an error. */
+ * is reported to the socket's event callback as CONN_EV_CONNECTED or an error.
+ * In a pool with tls, the TLS handshake is part of the connect (see
+ * conn_connect_tls; conn_tls_failure says why it failed), and it offers the
+ * session of the server's last connection for resumption. */
 struct upstream_conn *upstream_conn_connect(struct upstream_server *srv);
 
 /* Gives a connection whose last exchange ended cleanly back to its server's

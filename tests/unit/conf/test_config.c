@@ -1187,6 +1187,102 @@ static void test_tls_certs_bad(void **state)
                            "listen[0].tls.certificates: at most 64 certificates (got 65)");
 }
 
+/* ------------------------------------------------------------------------ */
+/* pools.<colour>.tls: TLS to the servers. The CA bundle is loaded at config
+ * time too, so these use the same fixture folder (cert.pem as the CA). */
+
+/* A config whose green pool has "tls": tls (printf format, %s: the fixture
+ * folder), on line 3 from column 8. */
+static struct config *load_pool_tls(const struct tls_files *t, const char *tls,
+                                    struct conf_errors *errs)
+{
+    char member[512], text[1024];
+
+    snprintf(member, sizeof(member), tls, t->dir);
+    snprintf(text, sizeof(text),
+             "{" LISTEN ",\n\"pools\": {\"blue\": {\"servers\": [{\"name\": \"b1\", \"addr\": "
+             "\"127.0.0.1:9001\"}]}, \"green\": {\"servers\": [{\"name\": \"g1\", \"addr\": "
+             "\"127.0.0.1:9002\"}],\n\"tls\": %s}}}\n",
+             member);
+    return load(text, errs);
+}
+
+static void test_pool_tls(void **state)
+{
+    const struct tls_files *t = *state;
+    struct conf_errors errs = {0};
+    char want[128];
+    struct config *cfg = load_pool_tls(t, "{}", &errs);
+
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_false(cfg->pools[CONF_BLUE].tls.enabled);
+    assert_true(cfg->pools[CONF_GREEN].tls.enabled);
+    assert_true(cfg->pools[CONF_GREEN].tls.verify);
+    assert_null(cfg->pools[CONF_GREEN].tls.ca);
+    assert_null(cfg->pools[CONF_GREEN].tls.sni);
+    config_free(cfg);
+
+    cfg = load_pool_tls(t, "{\"ca\": \"%s/cert.pem\", \"sni\": \"green-1.internal\"}", &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    snprintf(want, sizeof(want), "%s/cert.pem", t->dir);
+    assert_string_equal(cfg->pools[CONF_GREEN].tls.ca, want);
+    assert_string_equal(cfg->pools[CONF_GREEN].tls.sni, "green-1.internal");
+    config_free(cfg);
+
+    cfg = load_pool_tls(t, "{\"verify\": false}", &errs);
+    conf_errors_print(&errs, stderr);
+    assert_non_null(cfg);
+    assert_false(cfg->pools[CONF_GREEN].tls.verify);
+    config_free(cfg);
+}
+
+static void test_pool_tls_bad(void **state)
+{
+    static const struct {
+        const char *tls, *want; /* both printf formats: %s is the fixture folder */
+    } bad[] = {
+        {"{\"sni\": \"bad_name\"}",
+         "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
+         "\"bad_name\")"},
+        {"{\"sni\": \"10.0.0.1\"}",
+         "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
+         "\"10.0.0.1\")"},
+        {"{\"sni\": \"a..b\"}",
+         "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
+         "\"a..b\")"},
+        {"{\"ca\": \"ca.pem\"}",
+         "t.json:3:15: pools.green.tls.ca: cannot read /etc/switchyard/ca.pem: No such file or "
+         "directory"},
+        {"{\"ca\": \"" EXAMPLES "/demo.json\"}",
+         "t.json:3:15: pools.green.tls.ca: not a PEM certificate bundle: no certificate or crl "
+         "found"},
+        {"{\"ca\": \"%s/key.pem\"}",
+         "t.json:3:15: pools.green.tls.ca: not a PEM certificate bundle: no certificate or crl "
+         "found"},
+        {"{\"ca\": \"%s/cert.pem\", \"verify\": false}",
+         "t.json:3:15: pools.green.tls.ca: is unused with \"verify\": false; remove one of them"},
+        {"{\"cert\": \"c.pem\"}", "t.json:3:9: pools.green.tls.cert: unknown key"},
+        {"{\"verify\": \"yes\"}",
+         "t.json:3:19: pools.green.tls.verify: expected a boolean, got \"yes\""},
+        {"true", "t.json:3:8: pools.green.tls: expected an object, got true"},
+    };
+    const struct tls_files *t = *state;
+    struct conf_errors errs = {0};
+    char want[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(load_pool_tls(t, bad[i].tls, &errs));
+        if (errs.n != 1)
+            conf_errors_print(&errs, stderr);
+        assert_int_equal(errs.n, 1);
+        snprintf(want, sizeof(want), bad[i].want, t->dir);
+        assert_string_equal(errs.msgs[0], want);
+        conf_errors_clear(&errs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1214,6 +1310,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_bad, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_certs, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_certs_bad, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_tls, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_tls_bad, tls_setup, tls_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
