@@ -652,16 +652,19 @@ static void test_write_timeout(void **state)
 }
 
 /* conn_set_timeouts(NULL, NULL) turns both timeouts off while both are
- * armed: a silent peer that reads nothing causes no event. */
+ * armed: a silent peer that reads nothing causes no event. The timeouts
+ * are armed only once the output is stuck, and turned off before the loop
+ * runs again: on a loaded machine the loop may otherwise stay away longer
+ * than IDLE_MS and let one fire before it is turned off. */
 static void test_timeouts_disarm(void **state)
 {
     struct fx *fx = *state;
 
     open_pair(fx);
-    queue_pattern(fx, BIG); /* first: filling 8 MiB may take longer than IDLE_MS */
-    conn_set_timeouts(fx->c, fx->idle_tv, fx->idle_tv);
+    queue_pattern(fx, BIG);
     run_for(fx, 10); /* the output is stuck now: the write event is armed */
     assert_true(evbuffer_get_length(conn_output(fx->c)) > 0);
+    conn_set_timeouts(fx->c, fx->idle_tv, fx->idle_tv);
     conn_set_timeouts(fx->c, NULL, NULL);
     run_for(fx, QUIET_MS);
     assert_int_equal(fx->events, 0);
