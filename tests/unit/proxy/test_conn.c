@@ -607,12 +607,14 @@ static void trickle_cb(evutil_socket_t fd, short what, void *arg)
         fx->p.sent++;
 }
 
-/* A byte every 20 ms keeps a 200 ms read timeout from firing; once the
- * peer falls silent, it fires. */
+/* A byte every 20 ms keeps a 1 s read timeout from firing; once the peer
+ * falls silent, it fires. The sender runs on the conn's own loop, so a
+ * stall of the whole process as long as the timeout (a loaded machine,
+ * the sanitizer build) would fire it: 1 s leaves a wide margin. */
 static void test_read_timeout_reset_by_input(void **state)
 {
     struct fx *fx = *state;
-    struct timeval every = {0, 20000}, idle = {0, 200000};
+    struct timeval every = {0, 20000}, idle = {1, 0};
     const struct timeval *tv = event_base_init_common_timeout(fx->base, &idle);
 
     open_pair(fx);
