@@ -222,8 +222,8 @@ static void server_health_cb(void *handle, bool up, const char *why, void *arg)
 }
 
 /* Points the health checks at snap's servers. ctl->checked keeps snap, and
- * so the server states the checks write, alive. Returns 0 or -1 (out of
- * memory: the checks run as before). */
+ * so the server states the checks write and the pools' TLS contexts, alive.
+ * Returns 0 or -1 (out of memory: the checks run as before). */
 static int checks_retarget(struct control *ctl, struct snapshot *snap)
 {
     const struct config *cfg = snap->cfg;
@@ -234,8 +234,9 @@ static int checks_retarget(struct control *ctl, struct snapshot *snap)
         return -1;
     for (int c = 0; c < CONF_COLOURS; c++) {
         for (size_t i = 0; i < cfg->pools[c].nservers; i++)
-            targets[k++] = (struct health_target){(enum conf_colour)c, &cfg->pools[c].servers[i],
-                                                  snap->servers[c][i]};
+            targets[k++] =
+                (struct health_target){(enum conf_colour)c, &cfg->pools[c].servers[i],
+                                       snap->servers[c][i], snap->pool_tls[c], &cfg->pools[c].tls};
     }
     int rc = health_checker_set(ctl->checker, &cfg->health, targets, n);
     free(targets);

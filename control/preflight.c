@@ -5,6 +5,10 @@
  * last one to pass reports success, the first failure stops every other
  * server's exchange and reports. Reporting is always the last thing done, so
  * that the owner may free the preflight from inside its callback.
+ *
+ * A TLS pool's probes share one client context, built from the pool's
+ * settings at the start: the same verification as the data plane's, read
+ * from the CA file as it is when the rollout starts.
  */
 #include "control/preflight.h"
 
@@ -12,8 +16,11 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include <openssl/ssl.h>
+
 #include "conf/log.h"
 #include "health/http_client.h"
+#include "proxy/tls_client.h"
 
 #define WHY_MAX 512 /* a report's text, NUL included */
 
@@ -34,8 +41,12 @@ struct preflight {
     void *cb_arg;
     struct prober *probers;
     size_t nprobers;
-    size_t probing;        /* probers that have not passed every probe yet */
-    struct event *nothing; /* nothing to probe: reports success from the loop */
+    size_t probing;                      /* probers that have not passed every probe yet */
+    SSL_CTX *tls_ctx;                    /* the probes' TLS client context, NULL: plain HTTP */
+    const struct conf_upstream_tls *tls; /* borrowed from the pool */
+    struct event *early;                 /* reports an outcome known at the start, from the loop */
+    bool early_passed;
+    char early_why[WHY_MAX];
 };
 
 static void report(struct preflight *p, bool passed, const char *why)
@@ -104,6 +115,8 @@ static int probe_start(struct prober *s)
         .expect_status = pr->expect_status,
         .expect_body = pr->expect_body,
         .timeout_ms = p->timeout_ms,
+        .tls_ctx = p->tls_ctx,
+        .tls = p->tls,
     };
 
     s->client = http_client_start(p->base, &req, probe_done_cb, s);
@@ -131,11 +144,44 @@ static void probe_done_cb(bool passed, const char *result, void *arg)
         succeed(p);
 }
 
-static void nothing_cb(evutil_socket_t fd, short what, void *arg)
+static void early_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct preflight *p = arg;
+    char why[WHY_MAX];
 
-    report(p, true, p->nprobes == 0 ? "no probes to run" : "no candidate servers to probe");
+    /* Copied: the owner may free p, and the text with it, before reading it. */
+    snprintf(why, sizeof(why), "%s", p->early_why);
+    report(p, p->early_passed, why);
+}
+
+/* Ends the preflight before any probe runs: the outcome is told from the
+ * loop, never from inside preflight_start(). Returns 0, or -1 when out of
+ * memory. */
+static int end_early(struct preflight *p, bool passed, const char *why)
+{
+    static const struct timeval now = {0, 0};
+
+    p->early_passed = passed;
+    snprintf(p->early_why, sizeof(p->early_why), "%s", why);
+    p->early = evtimer_new(p->base, early_cb, p);
+    return p->early != NULL && event_add(p->early, &now) == 0 ? 0 : -1;
+}
+
+/* Builds the TLS client context of a pool with "tls". Returns 0, or -1 with
+ * why in err. */
+static int tls_setup(struct preflight *p, const struct conf_pool *pool, char *err, size_t len)
+{
+    char reason[WHY_MAX - 64];
+
+    if (!pool->tls.enabled)
+        return 0;
+    p->tls = &pool->tls;
+    p->tls_ctx = tls_client_ctx_new(&pool->tls, reason, sizeof(reason));
+    if (p->tls_ctx == NULL) {
+        snprintf(err, len, "cannot set up TLS to the candidate servers: %s", reason);
+        return -1;
+    }
+    return 0;
 }
 
 /* Starts the first probe on every server. Returns 0, or -1 when out of
@@ -160,8 +206,9 @@ struct preflight *preflight_start(struct event_base *base, const struct conf_pro
                                   size_t nprobes, const struct conf_pool *pool, uint32_t timeout_ms,
                                   preflight_done_cb cb, void *arg)
 {
-    static const struct timeval now = {0, 0};
     struct preflight *p = calloc(1, sizeof(*p));
+    char why[WHY_MAX];
+    int rc;
 
     if (p == NULL)
         return NULL;
@@ -171,19 +218,19 @@ struct preflight *preflight_start(struct event_base *base, const struct conf_pro
     p->timeout_ms = timeout_ms;
     p->cb = cb;
     p->cb_arg = arg;
-    if (nprobes == 0 || pool->nservers == 0) {
-        p->nothing = evtimer_new(base, nothing_cb, p);
-        if (p->nothing == NULL || event_add(p->nothing, &now) < 0)
-            goto fail;
-        return p;
+    if (nprobes == 0)
+        rc = end_early(p, true, "no probes to run");
+    else if (pool->nservers == 0)
+        rc = end_early(p, true, "no candidate servers to probe");
+    else if (tls_setup(p, pool, why, sizeof(why)) < 0)
+        rc = end_early(p, false, why);
+    else
+        rc = start_probers(p, pool);
+    if (rc < 0) {
+        preflight_free(p);
+        return NULL;
     }
-    if (start_probers(p, pool) < 0)
-        goto fail;
     return p;
-
-fail:
-    preflight_free(p);
-    return NULL;
 }
 
 void preflight_free(struct preflight *p)
@@ -192,8 +239,9 @@ void preflight_free(struct preflight *p)
         return;
     if (p->probers != NULL)
         stop_all(p);
-    if (p->nothing != NULL)
-        event_free(p->nothing);
+    if (p->early != NULL)
+        event_free(p->early);
+    SSL_CTX_free(p->tls_ctx);
     free(p->probers);
     free(p);
 }

@@ -6,7 +6,8 @@
  * probe is one HTTP/1.1 request (health/http_client.h) with the probe's
  * method, path and header fields, `Host: <server address>`, `Connection:
  * close` and, unless the probe sets one, `User-Agent: switchyard-preflight`,
- * bounded by timeout_ms. The first failure ends the whole preflight.
+ * bounded by timeout_ms. The first failure ends the whole preflight. A pool
+ * with "tls" is probed over TLS, verified as the data plane verifies it.
  */
 #ifndef SY_CONTROL_PREFLIGHT_H
 #define SY_CONTROL_PREFLIGHT_H
@@ -25,15 +26,18 @@ struct preflight;
  * (passed true, why "3 probes passed on 2 servers") or at the first failure
  * (passed false, why e.g. "probe 2 (GET /healthz) on green-1 (127.0.0.1:9002):
  * status 503, expected 200", "... : timeout after 2000 ms", "... : connect
- * refused", "... : status 200, body does not contain \"ok\""). why is
- * borrowed for the call. */
+ * refused", "... : status 200, body does not contain \"ok\"", "... :
+ * certificate verify failed: self-signed certificate", or "cannot set up TLS
+ * to the candidate servers: cannot load the CA bundle ..."). why is borrowed
+ * for the call. */
 typedef void (*preflight_done_cb)(bool passed, const char *why, void *arg);
 
 /* Starts running probes[0..nprobes) against every server of pool (borrowed:
  * both must outlive the preflight or preflight_free() be called first).
  * timeout_ms bounds each probe. Returns NULL when out of memory. With no
  * probes, or no servers, the callback runs (passed true) from the loop, never
- * from inside this call. */
+ * from inside this call; so does it (passed false) when the pool's TLS
+ * settings cannot be loaded. */
 struct preflight *preflight_start(struct event_base *base, const struct conf_probe *probes,
                                   size_t nprobes, const struct conf_pool *pool, uint32_t timeout_ms,
                                   preflight_done_cb cb, void *arg);

@@ -1,10 +1,10 @@
 /* check.c - active health checks (see check.h).
  *
  * One struct check per server. Its `tick` timer starts a check every
- * interval; the check itself is one http_client exchange (connect, request,
- * response judged, all bounded by timeout_ms), NULL between checks. The
- * config makes timeout_ms shorter than interval_ms, so checks of one server
- * never overlap.
+ * interval; the check itself is one http_client exchange (connect, TLS
+ * handshake for a TLS pool, request, response judged, all bounded by
+ * timeout_ms), NULL between checks. The config makes timeout_ms shorter than
+ * interval_ms, so checks of one server never overlap.
  */
 #include "health/check.h"
 
@@ -25,9 +25,11 @@ struct check {
     char *name;
     struct conf_addr addr;
     void *handle;
-    bool wanted;                 /* health_checker_set(): still a target */
-    struct event *tick;          /* starts the next check */
-    struct http_client *running; /* the running check, NULL between checks */
+    struct ssl_ctx_st *tls_ctx;          /* borrowed, NULL: plain HTTP */
+    const struct conf_upstream_tls *tls; /* borrowed, with tls_ctx */
+    bool wanted;                         /* health_checker_set(): still a target */
+    struct event *tick;                  /* starts the next check */
+    struct http_client *running;         /* the running check, NULL between checks */
     struct health_status st;
 };
 
@@ -132,6 +134,8 @@ static void check_start(struct check *c)
         .expect_status = h->expect_status,
         .expect_body = h->expect_body,
         .timeout_ms = h->timeout_ms,
+        .tls_ctx = c->tls_ctx,
+        .tls = c->tls,
     };
 
     c->running = http_client_start(c->hc->base, &req, client_done_cb, c);
@@ -177,6 +181,8 @@ static struct check *check_new(struct health_checker *hc, const struct health_ta
     c->pool = t->pool;
     c->addr = t->server->addr;
     c->handle = t->handle;
+    c->tls_ctx = t->tls_ctx;
+    c->tls = t->tls;
     c->st.up = true;
     c->name = strdup(t->server->name);
     c->tick = evtimer_new(hc->base, tick_cb, c);
@@ -302,6 +308,8 @@ int health_checker_set(struct health_checker *hc, const struct conf_health *conf
         if (c != NULL) {
             c->handle = targets[i].handle;
             c->addr = targets[i].server->addr; /* counters stay; the next check goes there */
+            c->tls_ctx = targets[i].tls_ctx;   /* and speaks TLS, or not, as the pool now does */
+            c->tls = targets[i].tls;
             c->wanted = true;
         }
     }

@@ -4,10 +4,12 @@
  * `Connection: close` every health.interval_ms, over a fresh non-blocking
  * connection, the whole check bounded by health.timeout_ms. A check passes
  * when the status is health.expect_status and, with health.expect_body, the
- * first HEALTH_CHECK_BODY_MAX bytes of the body contain it. health.fall
- * failures in a row mark a server down, health.rise passes in a row mark it
- * up again; each change is logged once (down at warn, up at info) with the
- * last check's result, and told to the owner through a callback.
+ * first HEALTH_CHECK_BODY_MAX bytes of the body contain it. A server of a
+ * pool with "tls" is checked over TLS, verified as the data plane verifies
+ * it; a failed handshake is a failed check. health.fall failures in a row
+ * mark a server down, health.rise passes in a row mark it up again; each
+ * change is logged once (down at warn, up at info) with the last check's
+ * result, and told to the owner through a callback.
  *
  * Everything runs on one event base (the control thread's). The checker
  * knows servers by pool and name only: what a server's health flag is, and
@@ -29,11 +31,18 @@
 #define HEALTH_CHECK_BODY_MAX HTTP_CLIENT_BODY_MAX /* body bytes searched for expect_body */
 #define HEALTH_CHECK_TEXT_MAX HTTP_CLIENT_TEXT_MAX /* a check's result text, NUL included */
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 /* One server to check. */
 struct health_target {
     enum conf_colour pool;
     const struct conf_server *server; /* borrowed: name and address are copied */
     void *handle;                     /* the caller's; handed back to the change callback */
+    /* The pool's TLS client context (tls_client_ctx_new()), NULL for plain
+     * HTTP. With it, tls holds the SNI and the name to verify. Both are
+     * borrowed, valid as long as the handle. */
+    struct ssl_ctx_st *tls_ctx;
+    const struct conf_upstream_tls *tls;
 };
 
 /* What the checks know of one server: a plain value. */
@@ -70,9 +79,9 @@ void health_checker_free(struct health_checker *hc);
  * a new one starts up, its first check at a random point of the first
  * interval so that many servers are not checked in the same millisecond; one
  * that is gone stops being checked. With conf->enabled false nothing is
- * checked and every target is up. The handles must stay valid until the next
- * call or health_checker_free(). Returns 0, or -1 when out of memory: then the
- * checks run as before. */
+ * checked and every target is up. The handles and TLS settings must stay
+ * valid until the next call or health_checker_free(). Returns 0, or -1 when
+ * out of memory: then the checks run as before. */
 int health_checker_set(struct health_checker *hc, const struct conf_health *conf,
                        const struct health_target *targets, size_t n)
     __attribute__((warn_unused_result));

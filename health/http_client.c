@@ -1,16 +1,22 @@
 /* http_client.c - one HTTP/1.1 request, its answer judged (see http_client.h).
  *
  * One struct http_client per exchange, with an explicit phase: CONNECTING,
- * HEAD (waiting for the response head), BODY (searching the body for
- * expect_body), then FAILED (a failure found while starting, told from the
- * loop) or DONE. One timer, `deadline`, ends an exchange that outlives its
- * timeout; it also carries an early failure to the loop with a zero delay,
- * so that the owner never hears of the end from inside the start call.
+ * HANDSHAKE (TLS only), HEAD (waiting for the response head), BODY
+ * (searching the body for expect_body), then FAILED (a failure found while
+ * starting, told from the loop) or DONE. One timer, `deadline`, ends an
+ * exchange that outlives its timeout; it also carries an early failure to
+ * the loop with a zero delay, so that the owner never hears of the end from
+ * inside the start call.
  *
  * The connection is a plain bufferevent over a socket connected here, so
  * that a refused or unreachable server is reported as such; the response
  * head goes through the HTTP/1.1 parser the data plane uses (a library of its
  * own that depends on nothing), chunked bodies through its decoder.
+ *
+ * Over TLS, once connected, an OpenSSL filter bufferevent wraps the socket's
+ * and runs the handshake; the request waits until then. A filter rather than
+ * an OpenSSL socket bufferevent, so that connect failures keep their own
+ * text: a check's few bytes do not need the faster path.
  *
  * The done callback may free the client, so every path that can reach
  * finish() leaves the client alone afterwards.
@@ -27,18 +33,23 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "proxy/http1.h"
 #include "proxy/http1_chunked.h"
+#include "proxy/tls_client.h"
 
 #define HEAD_MAX 16384  /* bytes of a response head */
 #define HEADERS_MAX 64  /* fields of a response head */
 #define FRAMING_MAX 512 /* chunked framing bytes handed to the decoder at once */
 
 enum http_client_phase {
-    CLIENT_CONNECTING, /* connect under way; the request waits in the output buffer */
-    CLIENT_HEAD,       /* connected, waiting for the response head */
+    CLIENT_CONNECTING, /* connect under way; the request waits in `request` */
+    CLIENT_HANDSHAKE,  /* TLS: connected, handshake under way; the request waits in the output */
+    CLIENT_HEAD,       /* request sent or on its way, waiting for the response head */
     CLIENT_BODY,       /* status as expected; searching the body for expect_body */
     CLIENT_FAILED,     /* failed while starting; the deadline tells the owner */
     CLIENT_DONE,       /* the owner was told */
@@ -48,7 +59,9 @@ struct http_client {
     http_client_done_cb cb;
     void *cb_arg;
     enum http_client_phase phase;
-    struct bufferevent *bev; /* NULL once the exchange has ended */
+    struct bufferevent *bev;  /* NULL once the exchange has ended */
+    struct evbuffer *request; /* the request until it goes to the output */
+    SSL *ssl;                 /* TLS: set up at the start, NULL once the handshake owns it */
     struct event *deadline;
     enum http1_method method; /* whether the answer can carry a body */
     unsigned expect_status;
@@ -196,7 +209,8 @@ static bool body_matches(const struct http_client *c)
     return evbuffer_search(c->body, c->expect_body, strlen(c->expect_body), NULL).pos >= 0;
 }
 
-static void read_body(struct http_client *c, struct evbuffer *in)
+/* Reads the body: true while the exchange goes on, false once it ended. */
+static bool read_body(struct http_client *c, struct evbuffer *in)
 {
     int ended = take_body(c, in);
 
@@ -206,6 +220,9 @@ static void read_body(struct http_client *c, struct evbuffer *in)
         finish(c, true, "ok: status %d, body matches", c->status);
     else if (ended || evbuffer_get_length(c->body) >= HTTP_CLIENT_BODY_MAX)
         body_mismatch(c);
+    else
+        return true;
+    return false;
 }
 
 /* Judges a complete head: its status, then whether the body must be read.
@@ -255,15 +272,109 @@ static bool read_head(struct http_client *c, struct evbuffer *in)
     }
 }
 
+/* Judges what came in: true while the exchange goes on, false once it
+ * ended (c may be gone then). */
+static bool take_input(struct http_client *c, struct evbuffer *in)
+{
+    if (c->phase == CLIENT_HEAD && !read_head(c, in))
+        return false;
+    return c->phase != CLIENT_BODY || read_body(c, in);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-    struct http_client *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    (void)take_input(arg, bufferevent_get_input(bev));
+}
 
-    if (c->phase == CLIENT_HEAD && !read_head(c, in))
+/* ------------------------------------------------------------------------ */
+/* TLS */
+
+/* Why the handshake failed. libevent has moved OpenSSL's error queue into
+ * the bufferevent by now; a failed verification is still on the SSL. With
+ * verification off, its result says nothing about the failure. */
+static const char *handshake_failure(struct http_client *c, short what, int err, char *buf,
+                                     size_t len)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    unsigned long tls_err = bufferevent_get_openssl_error(c->bev);
+    const char *reason = tls_err != 0 ? ERR_reason_error_string(tls_err) : NULL;
+
+    if ((SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && SSL_get_verify_result(ssl) != X509_V_OK)
+        return tls_client_failure(ssl, buf, len);
+    if (reason != NULL)
+        snprintf(buf, len, "TLS handshake failed: %s", reason);
+    else if ((what & BEV_EVENT_EOF) || err == 0)
+        snprintf(buf, len, "connection closed during the TLS handshake");
+    else
+        snprintf(buf, len, "TLS handshake failed: %s", strerror(err));
+    return buf;
+}
+
+/* Why a read failed: OpenSSL's reason over TLS when it has one, else the
+ * socket's. */
+static const char *read_failure(struct http_client *c, int err)
+{
+    unsigned long tls_err = bufferevent_get_openssl_error(c->bev); /* 0 on a plain one */
+    const char *reason = tls_err != 0 ? ERR_reason_error_string(tls_err) : NULL;
+
+    return reason != NULL ? reason : strerror(err);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Wraps the connected socket's bufferevent in TLS; the request waits in the
+ * new output until the handshake is done. Returns 0, or -1 when out of
+ * memory. */
+static int start_tls(struct http_client *c)
+{
+    SSL *ssl = c->ssl;
+    struct bufferevent *tls;
+
+    c->ssl = NULL; /* BEV_OPT_CLOSE_ON_FREE: taken, even when no filter is made */
+    tls = bufferevent_openssl_filter_new(bufferevent_get_base(c->bev), c->bev, ssl,
+                                         BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (tls == NULL)
+        return -1;
+    c->bev = tls; /* frees the socket's bufferevent with its own */
+    c->phase = CLIENT_HANDSHAKE;
+    /* A server that closes without close_notify after its answer is
+     * HTTP's to judge, as on a plain connection. */
+    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    bufferevent_setcb(tls, read_cb, NULL, event_cb, c);
+    if (evbuffer_add_buffer(bufferevent_get_output(tls), c->request) < 0 ||
+        bufferevent_enable(tls, EV_READ | EV_WRITE) < 0)
+        return -1;
+    return 0;
+}
+
+/* A new SSL for req's server, its SNI and name to verify set; NULL when out
+ * of memory. */
+static SSL *tls_new(const struct http_client_request *req)
+{
+    SSL *ssl = SSL_new(req->tls_ctx);
+
+    if (ssl != NULL && tls_client_prepare(ssl, req->tls, req->addr) < 0) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    if (ssl == NULL)
+        ERR_clear_error();
+    return ssl;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events */
+
+/* The socket connected (a TLS handshake starts) or the handshake ended well
+ * (the request goes out). */
+static void connected(struct http_client *c)
+{
+    if (c->phase == CLIENT_CONNECTING && c->ssl != NULL) {
+        if (start_tls(c) < 0)
+            finish(c, false, "out of memory");
         return;
-    if (c->phase == CLIENT_BODY)
-        read_body(c, in);
+    }
+    c->phase = CLIENT_HEAD;
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -273,18 +384,25 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     char text[HTTP_CLIENT_TEXT_MAX];
 
     if (what & BEV_EVENT_CONNECTED) {
-        c->phase = CLIENT_HEAD;
+        connected(c);
         return;
     }
+    /* An OpenSSL bufferevent that reads the last records and the close in
+     * one go tells of the close before it calls the read callback for them. */
+    if (!take_input(c, bufferevent_get_input(bev)))
+        return;
     switch (c->phase) {
     case CLIENT_CONNECTING:
         finish(c, false, "%s", connect_error(text, sizeof(text), err));
+        break;
+    case CLIENT_HANDSHAKE:
+        finish(c, false, "%s", handshake_failure(c, what, err, text, sizeof(text)));
         break;
     case CLIENT_HEAD:
         if (what & BEV_EVENT_EOF)
             finish(c, false, "connection closed before the response head");
         else
-            finish(c, false, "read failed: %s", strerror(err));
+            finish(c, false, "read failed: %s", read_failure(c, err));
         break;
     case CLIENT_BODY:
         /* The body ended early or at EOF: what came holds no match. */
@@ -302,6 +420,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
     if (c->phase == CLIENT_FAILED)
         report(c, false);
+    else if (c->phase == CLIENT_HANDSHAKE)
+        finish(c, false, "timeout after %u ms in the TLS handshake", c->timeout_ms);
     else if (c->phase != CLIENT_DONE)
         finish(c, false, "timeout after %u ms", c->timeout_ms);
 }
@@ -309,9 +429,9 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------------ */
 /* Starting */
 
-static int send_request(struct http_client *c, const struct http_client_request *req)
+/* Writes req's request head into out. Returns 0, or -1 when out of memory. */
+static int compose_request(struct evbuffer *out, const struct http_client_request *req)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     int n = evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n",
                                 req->method, req->path, req->addr->text);
 
@@ -324,7 +444,8 @@ static int send_request(struct http_client *c, const struct http_client_request 
 
 /* Connects here rather than in libevent so that a refusal on the spot is
  * reported with its errno; a connect in progress is handed to the
- * bufferevent, which reports its end as CONNECTED or ERROR. */
+ * bufferevent, which reports its end as CONNECTED or ERROR. A plain request
+ * waits in the output for the connect, a TLS one for the handshake. */
 static void connect_and_send(struct http_client *c, struct event_base *base,
                              const struct http_client_request *req)
 {
@@ -349,7 +470,8 @@ static void connect_and_send(struct http_client *c, struct event_base *base,
         return;
     }
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    if (bufferevent_socket_connect(c->bev, NULL, 0) < 0 || send_request(c, req) < 0 ||
+    if (bufferevent_socket_connect(c->bev, NULL, 0) < 0 ||
+        (c->ssl == NULL && evbuffer_add_buffer(bufferevent_get_output(c->bev), c->request) < 0) ||
         bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
         fail_early(c, "out of memory");
 }
@@ -364,6 +486,28 @@ static enum http1_method method_of(const char *method)
     return strcmp(method, "GET") == 0 ? HTTP1_M_GET : HTTP1_M_OTHER;
 }
 
+/* Everything an exchange needs before it connects. Returns 0, or -1 when out
+ * of memory. */
+static int client_init(struct http_client *c, struct event_base *base,
+                       const struct http_client_request *req)
+{
+    c->phase = CLIENT_CONNECTING;
+    c->method = method_of(req->method);
+    c->expect_status = req->expect_status;
+    c->timeout_ms = req->timeout_ms;
+    c->deadline = evtimer_new(base, deadline_cb, c);
+    c->body = evbuffer_new();
+    c->request = evbuffer_new();
+    c->expect_body = req->expect_body != NULL ? strdup(req->expect_body) : NULL;
+    if (c->deadline == NULL || c->body == NULL || c->request == NULL ||
+        (req->expect_body != NULL && c->expect_body == NULL) ||
+        compose_request(c->request, req) < 0)
+        return -1;
+    if (req->tls_ctx != NULL && (c->ssl = tls_new(req)) == NULL)
+        return -1;
+    return 0;
+}
+
 struct http_client *http_client_start(struct event_base *base,
                                       const struct http_client_request *req, http_client_done_cb cb,
                                       void *arg)
@@ -375,15 +519,7 @@ struct http_client *http_client_start(struct event_base *base,
         return NULL;
     c->cb = cb;
     c->cb_arg = arg;
-    c->phase = CLIENT_CONNECTING;
-    c->method = method_of(req->method);
-    c->expect_status = req->expect_status;
-    c->timeout_ms = req->timeout_ms;
-    c->deadline = evtimer_new(base, deadline_cb, c);
-    c->body = evbuffer_new();
-    c->expect_body = req->expect_body != NULL ? strdup(req->expect_body) : NULL;
-    if (c->deadline == NULL || c->body == NULL ||
-        (req->expect_body != NULL && c->expect_body == NULL)) {
+    if (client_init(c, base, req) < 0) {
         http_client_free(c);
         return NULL;
     }
@@ -398,10 +534,13 @@ void http_client_free(struct http_client *c)
         return;
     if (c->bev != NULL)
         bufferevent_free(c->bev);
+    SSL_free(c->ssl); /* NULL once the handshake took it */
     if (c->deadline != NULL)
         event_free(c->deadline);
     if (c->body != NULL)
         evbuffer_free(c->body);
+    if (c->request != NULL)
+        evbuffer_free(c->request);
     free(c->expect_body);
     free(c);
 }

@@ -8,6 +8,10 @@
  * the body. The whole exchange is bounded by a timeout. The answer passes
  * when its status is the expected one and, with an expected substring, the
  * body contains it.
+ *
+ * With a TLS context (a pool's, proxy/tls_client.h), the request goes over
+ * TLS with the verification the context and the pool's settings ask for: a
+ * failed handshake fails the exchange, its reason in the result.
  */
 #ifndef SY_HEALTH_HTTP_CLIENT_H
 #define SY_HEALTH_HTTP_CLIENT_H
@@ -24,6 +28,8 @@
 #define HTTP_CLIENT_BODY_MAX (64 * 1024) /* body bytes searched for expect_body */
 #define HTTP_CLIENT_TEXT_MAX 128         /* a result text, NUL included */
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 /* What to send and how to judge the answer. Everything is borrowed for the
  * http_client_start() call only. */
 struct http_client_request {
@@ -37,13 +43,19 @@ struct http_client_request {
     unsigned expect_status;
     const char *expect_body; /* NULL: any body */
     uint32_t timeout_ms;     /* bounds connect, request and answer together */
+    /* NULL: plain HTTP. Else TLS, with a connection made from this client
+     * context (tls_client_ctx_new()); the exchange holds its own reference. */
+    struct ssl_ctx_st *tls_ctx;
+    const struct conf_upstream_tls *tls; /* with tls_ctx: the SNI and the name to verify */
 };
 
 /* Told once when the exchange ends, always from the loop (never from inside
  * http_client_start()): passed, and a result text (borrowed for the call)
  * such as "ok: status 200", "status 503, expected 200", "connect refused",
- * "timeout after 2000 ms", "status 200, body does not contain \"ok\"". The
- * callback may free the client. */
+ * "timeout after 2000 ms", "status 200, body does not contain \"ok\"" and,
+ * over TLS, "certificate verify failed: self-signed certificate", "TLS
+ * handshake failed: wrong version number", "timeout after 2000 ms in the TLS
+ * handshake". The callback may free the client. */
 typedef void (*http_client_done_cb)(bool passed, const char *result, void *arg);
 
 struct http_client;

@@ -269,18 +269,18 @@ static int teardown(void **state)
 }
 
 /* The owner's callback: frees the preflight from inside, as the rollout
- * controller does, unless the test keeps it. */
+ * controller does (before it reads why), unless the test keeps it. */
 static void done_cb(bool passed, const char *why, void *arg)
 {
     struct fixture *fx = arg;
 
-    fx->calls++;
-    fx->passed = passed;
-    snprintf(fx->why, sizeof(fx->why), "%s", why);
     if (!fx->keep) {
         preflight_free(fx->pf);
         fx->pf = NULL;
     }
+    fx->calls++;
+    fx->passed = passed;
+    snprintf(fx->why, sizeof(fx->why), "%s", why);
 }
 
 static bool reported(const struct fixture *fx)
@@ -534,6 +534,34 @@ static void test_nothing_to_probe(void **state)
     assert_int_equal(fx->responders[0].requests, 0);
 }
 
+static void test_tls_probes_a_plain_server(void **state)
+{
+    struct fixture *fx = *state;
+    struct conf_probe probes[] = {PROBE("GET", "/ok", 200, NULL)};
+
+    fx->pool.tls = (struct conf_upstream_tls){.enabled = true, .verify = true};
+    add_responder(fx, 0);
+    run_probes(fx, probes, 1, 200);
+    /* The responder waits for a request head that never comes. */
+    expect_failure(fx, 0, "timeout after 200 ms in the TLS handshake");
+    assert_int_equal(fx->responders[0].requests, 0);
+}
+
+static void test_tls_settings_unusable(void **state)
+{
+    struct fixture *fx = *state;
+    struct conf_probe probes[] = {PROBE("GET", "/ok", 200, NULL)};
+
+    fx->pool.tls =
+        (struct conf_upstream_tls){.enabled = true, .verify = true, .ca = "/nonexistent/ca.pem"};
+    add_responder(fx, 0);
+    run_probes(fx, probes, 1, 2000);
+    assert_false(fx->passed);
+    assert_non_null(strstr(fx->why, "cannot set up TLS to the candidate servers: cannot load "
+                                    "the CA bundle /nonexistent/ca.pem"));
+    assert_int_equal(fx->responders[0].requests, 0);
+}
+
 static void test_free_null(void **state)
 {
     (void)state;
@@ -555,6 +583,8 @@ int main(void)
         T(test_first_failure_stops_the_others),
         T(test_cancel_midway),
         T(test_nothing_to_probe),
+        T(test_tls_probes_a_plain_server),
+        T(test_tls_settings_unusable),
         T(test_free_null),
     };
 #undef T

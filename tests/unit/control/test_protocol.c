@@ -816,7 +816,8 @@ static void test_server_check_result(void **unused)
                             .rise = 1,
                             .fall = 1,
                             .expect_status = 200};
-    struct health_target t = {CONF_GREEN, &g1, snap->servers[CONF_GREEN][0]};
+    struct health_target t = {
+        .pool = CONF_GREEN, .server = &g1, .handle = snap->servers[CONF_GREEN][0]};
     const struct health_status *st;
     (void)unused;
 
