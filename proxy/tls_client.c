@@ -89,7 +89,8 @@ int tls_client_prepare(struct ssl_st *ssl, const struct conf_upstream_tls *conf,
     /* The name must match exactly or by a wildcard for one whole label. */
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (conf->sni != NULL ? X509_VERIFY_PARAM_set1_host(param, conf->sni, 0) != 1
-        : (iplen = addr_ip(server, ip)) == 0 || X509_VERIFY_PARAM_set1_ip(param, ip, iplen) != 1)
+                          : (iplen = addr_ip(server, ip)) == 0 ||
+                                X509_VERIFY_PARAM_set1_ip(param, ip, iplen) != 1)
         goto fail;
     return 0;
 fail:
@@ -99,7 +100,10 @@ fail:
 
 const char *tls_client_failure(const struct ssl_st *ssl, char *buf, size_t len)
 {
-    long verify = SSL_get_verify_result(ssl);
+    /* OpenSSL records a verification result with SSL_VERIFY_NONE too: it
+     * explains a failure only when verification was asked for. */
+    long verify =
+        (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) ? SSL_get_verify_result(ssl) : X509_V_OK;
     const char *reason = ERR_reason_error_string(ERR_peek_last_error());
 
     if (verify != X509_V_OK)
