@@ -105,11 +105,32 @@ static int check_state_folder(const char *state_file, const char *user)
     return -1;
 }
 
+/* Every reload reads the TLS files again (a renewal is a reload). */
+static void check_tls_files(const struct config *cfg, const char *user)
+{
+    static const char *const then = "reloads will fail; make it readable by that user's group";
+
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct conf_tls *t = &cfg->listen[i].tls;
+        if (!cfg->listen[i].has_tls)
+            continue;
+        warn_unless("listen tls.cert", t->cert, R_OK, user, then);
+        warn_unless("listen tls.key", t->key, R_OK, user, then);
+        for (size_t j = 0; j < t->ncerts; j++) {
+            warn_unless("listen tls.certificates cert", t->certs[j].cert, R_OK, user, then);
+            warn_unless("listen tls.certificates key", t->certs[j].key, R_OK, user, then);
+        }
+    }
+    for (int c = 0; c < CONF_COLOURS; c++)
+        warn_unless("pools tls.ca", cfg->pools[c].tls.ca, R_OK, user, then);
+}
+
 static void check_later_use(const struct config *cfg, const char *config_path)
 {
     const char *user = cfg->run_as.user;
 
     warn_unless("config", config_path, R_OK, user, "reloads will fail");
+    check_tls_files(cfg, user);
     warn_unless("access_log.path", cfg->access_log_path, W_OK, user,
                 "reopening it at reload (log rotation) will fail, the old file stays in use");
     warn_unless("state.audit_log", cfg->audit_log_path, W_OK, user,

@@ -79,7 +79,8 @@ if ((EUID != 0)); then
         "switchyardctl steers as root through the root-owned socket" \
         "a weight change is saved in nobody's state folder" "file modes under umask 000" \
         "a reload rereads the config as nobody" "a change of user at reload is refused" \
-        "a state folder nobody cannot write to stops the start-up"; do
+        "a state folder nobody cannot write to stops the start-up" \
+        "a TLS key nobody cannot read: a warning, reloads refused"; do
         skip "$d"
     done
     sy_finish
@@ -161,6 +162,37 @@ sy_eq "a state folder $DROP_USER cannot write to: switchyard exits 1" "$rc" 1
 sy_match "a state folder $DROP_USER cannot write to: the log names it" \
     "$(cat "$SY_TMP/rootonly.log")" \
     "error: state.file $SY_TMP/rootonly/state.json: user $DROP_USER cannot write to its folder"
+
+# --- a TLS key only root can read ------------------------------------------------------
+# Read at start (as root), read again by every reload (as nobody): a
+# warning at start, each reload refused, the certificate loaded stays.
+sy_port PORT3
+if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj '/CN=localhost' -keyout "$RUN/key.pem" -out "$RUN/cert.pem" >"$SY_TMP/pki.out" 2>&1; then
+    chmod 0600 "$RUN/key.pem"
+    chmod 0644 "$RUN/cert.pem"
+    SOCK="$SY_TMP/ctl-tls.sock"
+    config "$SY_TMP/tls.json.plain" "$PORT3" "\"user\": \"$DROP_USER\", \"group\": \"$DROP_GROUP\",
+  \"admin\": {\"socket\": \"$SOCK\"}"
+    jq --arg c "$RUN/cert.pem" --arg k "$RUN/key.pem" '.listen[0].tls = {cert: $c, key: $k}' \
+        "$SY_TMP/tls.json.plain" >"$SY_TMP/tls.json"
+    chmod 0644 "$SY_TMP/tls.json"
+    sy_proxy "$SY_TMP/tls.json" "$PORT3" proxytls || sy_finish
+    sy_match "a TLS key $DROP_USER cannot read: a start-up warning" \
+        "$(cat "$SY_TMP/proxytls.log")" \
+        "warn: listen tls.key $RUN/key.pem: user $DROP_USER cannot read it .*reloads will fail"
+    out=$("$CTL" -s "$SOCK" reload 2>&1)
+    sy_eq "... and a reload is refused" "$?" 1
+    sy_match "... naming the key" "$out" "listen\[0\]\.tls\.key: cannot read $RUN/key.pem"
+    sy_eq "... while TLS is still served" \
+        "$(sy_curl -k -o /dev/null -w '%{http_code}' "https://127.0.0.1:$PORT3/tls")" 200
+    chgrp "$DROP_GROUP" "$RUN/key.pem"
+    chmod 0640 "$RUN/key.pem"
+    out=$("$CTL" -s "$SOCK" reload 2>&1)
+    sy_eq "the key given to $DROP_USER's group: a reload works" "$?" 0
+else
+    sy_not_ok "a test certificate is made" "$(cat "$SY_TMP/pki.out")"
+fi
 
 # --- not root, asked to become root -----------------------------------------------------
 # In $RUN: nobody reads the config and creates the access log there.
