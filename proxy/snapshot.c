@@ -149,25 +149,30 @@ fail:
 int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
 {
     const struct config *cfg = snap->cfg;
-    size_t before = errs->n;
+    bool failed = false; /* not errs->n: a message may be lost to no memory */
     char why[512];
 
-    if ((snap->listen_tls = calloc(cfg->nlisten, sizeof(*snap->listen_tls))) == NULL) {
+    /* One entry more than needed: calloc(0) may be NULL. */
+    if ((snap->listen_tls = calloc(cfg->nlisten + 1, sizeof(*snap->listen_tls))) == NULL) {
         conf_errors_add(errs, "TLS: out of memory");
         return -1;
     }
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (cfg->listen[i].has_tls &&
-            (snap->listen_tls[i] = tls_ctx_new(&cfg->listen[i].tls, why, sizeof(why))) == NULL)
+            (snap->listen_tls[i] = tls_ctx_new(&cfg->listen[i].tls, why, sizeof(why))) == NULL) {
             conf_errors_add(errs, "%s: listen[%zu].tls: %s", cfg->path, i, why);
+            failed = true;
+        }
     }
     for (int c = 0; c < CONF_COLOURS; c++) {
         const struct conf_upstream_tls *t = &cfg->pools[c].tls;
-        if (t->enabled && (snap->pool_tls[c] = tls_client_ctx_new(t, why, sizeof(why))) == NULL)
+        if (t->enabled && (snap->pool_tls[c] = tls_client_ctx_new(t, why, sizeof(why))) == NULL) {
             conf_errors_add(errs, "%s: pools.%s.tls: %s", cfg->path,
                             conf_colour_name((enum conf_colour)c), why);
+            failed = true;
+        }
     }
-    return errs->n > before ? -1 : 0;
+    return failed ? -1 : 0;
 }
 
 static void tls_release(struct snapshot *snap)

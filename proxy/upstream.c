@@ -267,6 +267,13 @@ struct upstream_conn *upstream_conn_connect(struct upstream_server *srv)
     if (conn == NULL)
         return NULL;
     conn->srv = srv;
+    /* Never plaintext to a TLS pool (snapshot_load_tls fails the snapshot
+     * first; this is the last line). */
+    if (srv->pool->tls->enabled && srv->pool->tls_ctx == NULL) {
+        free(conn);
+        errno = EPROTO;
+        return NULL;
+    }
     conn->sock = conn_connect(srv->pool->base, (const struct sockaddr *)&addr->ss, addr->len);
     if (conn->sock != NULL && srv->pool->tls_ctx != NULL && tls_start(srv, conn->sock) < 0) {
         conn_free(conn->sock);

@@ -66,12 +66,16 @@ static _Atomic bool accept_failing;
  * scan: few listeners, and it saves a per-listener callback argument.
  * Listeners are the config's listen entries in order (a reload cannot
  * change them). */
-static struct ssl_ctx_st *listener_tls(const struct worker *w, const struct evconnlistener *l)
+static struct ssl_ctx_st *listener_tls(const struct worker *w, const struct evconnlistener *l,
+                                       bool *has_tls)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i] == l)
-            return w->snap->listen_tls[i];
+        if (w->listeners[i] == l) {
+            *has_tls = w->cfg->listen[i].has_tls;
+            return w->snap->listen_tls != NULL ? w->snap->listen_tls[i] : NULL;
+        }
     }
+    *has_tls = false;
     return NULL;
 }
 
@@ -95,7 +99,16 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         log_debug("TCP_NODELAY: %s", strerror(errno));
-    if (session_start(w, fd, sa, salen, listener_tls(w, l)) < 0) {
+    bool has_tls;
+    struct ssl_ctx_st *tls = listener_tls(w, l, &has_tls);
+    if (has_tls && tls == NULL) {
+        /* Never plain HTTP on a TLS address (snapshot_load_tls fails the
+         * snapshot first; this is the last line). */
+        atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (session_start(w, fd, sa, salen, tls) < 0) {
         atomic_fetch_sub_explicit(&w->shared->nconns, 1, memory_order_relaxed);
         log_error("worker %u: out of memory: connection dropped", w->id);
     }
