@@ -93,12 +93,13 @@ static void read_update(struct conn *c)
     /* rev is level-triggered: while OpenSSL waits for the socket to be
      * writable (a read or a handshake that must send first), a readable
      * socket would wake the loop for nothing, again and again. */
-    bool want = ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING |
-                              CONN_FL_TLS_READ_BLOCKED)) == CONN_FL_READ_ON &&
-                 (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
-                (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE | CONN_FL_CONNECTING)) ==
-                    CONN_FL_TLS_HANDSHAKE ||
-                (c->flags & CONN_FL_TLS_WRITE_BLOCKED);
+    bool want =
+        ((c->flags & (CONN_FL_READ_ON | CONN_FL_EOF | CONN_FL_CONNECTING |
+                      CONN_FL_TLS_READ_BLOCKED | CONN_FL_TLS_HS_WRITE)) == CONN_FL_READ_ON &&
+         (c->read_high == 0 || evbuffer_get_length(c->in) < c->read_high)) ||
+        (c->flags & (CONN_FL_TLS_HANDSHAKE | CONN_FL_TLS_HS_WRITE | CONN_FL_CONNECTING)) ==
+            CONN_FL_TLS_HANDSHAKE ||
+        (c->flags & CONN_FL_TLS_WRITE_BLOCKED);
 
     if (want && !(c->flags & CONN_FL_READ_ARMED)) {
         event_add(&c->rev, read_timeout(c));
