@@ -112,9 +112,10 @@ void exchange_start(struct session *s)
         if (srv == NULL && fall_back_to_stable(s))
             continue;
         if (srv == NULL && s->tried != 0) {
-            session_respond_error(
-                s, 502,
-                s->up_error[0] != '\0' ? s->up_error : unreachable[upstream_pool_colour(s->pool)]);
+            /* A TLS failure is for the logs: the client learns only that
+             * no server could be reached. */
+            const char *why = unreachable[upstream_pool_colour(s->pool)];
+            session_respond_error_logged(s, 502, why, s->up_error[0] != '\0' ? s->up_error : why);
             return;
         }
         if (srv == NULL) { /* every server disabled or draining: nothing was tried */
@@ -166,7 +167,7 @@ void exchange_connect_failed(struct session *s, const char *why)
     static _Thread_local time_t last_warn;
     time_t now = time(NULL);
 
-    /* The 502 names the last failure only when it was a TLS one. */
+    /* The access log names the last failure only when it was a TLS one. */
     if (why != s->up_error)
         s->up_error[0] = '\0';
     /* A dead server fails every request sent its way: say so once a second. */
@@ -486,7 +487,7 @@ void exchange_timed_out(struct session *s)
 }
 
 /* Why the connect on c failed: a timeout, the TLS handshake's reason (kept
- * in s->up_error for the 502 and the access log), or the connect's
+ * in s->up_error for the access log), or the connect's
  * SO_ERROR, which conn leaves in errno. */
 static const char *connect_failure(struct session *s, struct conn *c, short what)
 {

@@ -128,12 +128,18 @@ void session_flush_and_close(struct session *s)
  * cannot be sure where the next request would start. */
 void session_respond_error(struct session *s, int status, const char *detail)
 {
+    session_respond_error_logged(s, status, detail, detail);
+}
+
+void session_respond_error_logged(struct session *s, int status, const char *detail,
+                                  const char *log_detail)
+{
     if (s->flags & SESSION_FL_RESP_HEAD) {
         /* The client already has a head: all we can do is cut it off. */
-        session_close(s, detail);
+        session_close(s, log_detail);
         return;
     }
-    log_debug("session %p (%s): %d: %s", (void *)s, s->peer_ip, status, detail);
+    log_debug("session %p (%s): %d: %s", (void *)s, s->peer_ip, status, log_detail);
     if (!(s->flags & SESSION_FL_REQ_LIVE)) {
         /* Refused before a request began (bad head, head timeout): it is
          * still an exchange for the access log. */
@@ -147,7 +153,7 @@ void session_respond_error(struct session *s, int status, const char *detail)
         memcpy(s->log_target, "-", 2);
     }
     s->status = status;
-    s->error = detail;
+    s->error = log_detail;
     s->flags |= SESSION_FL_RESP_HEAD;
     if (forward_error_response(client_out(s), status, detail) < 0) {
         session_close(s, "out of memory");

@@ -63,6 +63,12 @@ void session_flush_and_close(struct session *s);
  * the client already has a response head, just cuts the connection. */
 void session_respond_error(struct session *s, int status, const char *detail);
 
+/* The same, with log_detail rather than detail in the log and the access
+ * log: for what the client has no business reading (the upstream side's
+ * TLS failures, say). */
+void session_respond_error_logged(struct session *s, int status, const char *detail,
+                                  const char *log_detail);
+
 /* Writes the access-log line of the current exchange, once: later calls
  * for the same exchange do nothing. */
 void session_log_exchange(struct session *s);
