@@ -445,7 +445,7 @@ static void parse_server(struct cfgwalk *w, const json_t *obj, const char *path,
 }
 
 /* A DNS name as SNI carries it: dot-separated labels of letters, digits
- * and hyphens, no IP address (RFC 6066 forbids those in SNI). */
+ * and inner hyphens, no IP address (RFC 6066 forbids those in SNI). */
 static bool sni_name_ok(const char *name)
 {
     size_t n = strlen(name), label = 0;
@@ -453,11 +453,13 @@ static bool sni_name_ok(const char *name)
     if (n == 0 || n > 253 || strspn(name, "0123456789.") == n)
         return false;
     for (const char *c = name; *c; c++) {
+        bool starts = label == 0, ends = c[1] == '\0' || c[1] == '.';
         if (*c == '.') {
             if (label == 0)
                 return false;
             label = 0;
-        } else if ((isalnum((unsigned char)*c) || *c == '-') && ++label <= 63) {
+        } else if ((isalnum((unsigned char)*c) || (*c == '-' && !starts && !ends)) &&
+                   ++label <= 63) {
             continue;
         } else {
             return false;

@@ -67,7 +67,8 @@ struct conn *conn_connect(struct event_base *base, const struct sockaddr *sa, so
 void conn_free(struct conn *c);
 
 /* Makes c, just made by conn_new() and with no output yet, the server side
- * of a TLS connection with ctx (borrowed: it must outlive c). The handshake
+ * of a TLS connection with ctx (c's SSL holds a reference to it: c may
+ * outlive the caller's, as across a reload). The handshake
  * runs from c's events; the read callback gets the first plaintext. A
  * handshake that fails is a CONN_EV_ERROR with errno EPROTO (or the socket's
  * error); the caller's own timers bound its duration. Returns 0, or -1 with

@@ -59,8 +59,12 @@ static int set_protocols(SSL_CTX *ctx, const struct conf_tls *conf, struct tls_e
     int min = conf->min_version == CONF_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
     const char *ciphers = conf->ciphers ? conf->ciphers : CONF_TLS_CIPHERS_DEFAULT;
 
-    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
-        SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1) {
+        openssl_reason(e->buf, e->len, "cannot set the minimum version",
+                       min == TLS1_3_VERSION ? "1.3" : "1.2");
+        return -1;
+    }
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
         openssl_reason(e->buf, e->len, "cannot set the ciphers", ciphers);
         return -1;
     }

@@ -1252,6 +1252,12 @@ static void test_pool_tls_bad(void **state)
         {"{\"sni\": \"a..b\"}",
          "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
          "\"a..b\")"},
+        {"{\"sni\": \"-a.internal\"}",
+         "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
+         "\"-a.internal\")"},
+        {"{\"sni\": \"a-.internal\"}",
+         "t.json:3:16: pools.green.tls.sni: must be a DNS name such as \"api.internal\" (got "
+         "\"a-.internal\")"},
         {"{\"ca\": \"ca.pem\"}",
          "t.json:3:15: pools.green.tls.ca: cannot read /etc/switchyard/ca.pem: No such file or "
          "directory"},
