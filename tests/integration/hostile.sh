@@ -56,17 +56,6 @@ errors()
              /outcome="(5xx|timeout|reset|connect_error)"/ { n += $2 } END { print n + 0 }'
 }
 
-# wait_alog TEXT: until the access log holds TEXT (it is flushed in batches).
-wait_alog()
-{
-    local i
-    for ((i = 0; i < 60; i++)); do
-        grep -qF -- "$1" "$ALOG" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 # two_requests: two GETs in one curl (one client connection while it stays
 # open); prints "CODE BYTES EXIT" per request.
 two_requests()
@@ -93,7 +82,7 @@ check_case()
     before=$(errors)
     out=$(two_requests)
     sy_match "$MODE: each request gets $want" "$out" "^($want)"$'\n'"($want)$"
-    sy_check "$MODE: the access log says \"$why\"" wait_alog "\"error\":\"$why\""
+    sy_check "$MODE: the access log says \"$why\"" sy_wait_alog "\"error\":\"$why\""
     sy_eq "$MODE: blue-1 counts one error per request" "$(($(errors) - before))" 2
     sy_eq "$MODE: two requests reached the backend" "$(grep -c '^conn ' "$SY_TMP/bad.log")" 2
     sy_nomatch "$MODE: no connection was used again" "$(cat "$SY_TMP/bad.log")" 'request 2$'

@@ -489,6 +489,34 @@ sy_wait_field()
     return 1
 }
 
+# sy_reload: SIGHUP to $PROXY, then waits (at most 5 s) for its log $LOG to
+# tell the outcome. Prints "applied", "refused" or "no answer".
+sy_reload()
+{
+    local applied refused i
+    applied=$(grep -c 'applied$' "$LOG")
+    refused=$(grep -c 'reload refused' "$LOG")
+    kill -HUP "$PROXY"
+    for ((i = 0; i < 100; i++)); do
+        (($(grep -c 'applied$' "$LOG") > applied)) && echo applied && return
+        (($(grep -c 'reload refused' "$LOG") > refused)) && echo refused && return
+        sleep 0.05
+    done
+    echo "no answer"
+}
+
+# sy_wait_alog TEXT: until the access log $ALOG holds TEXT (it is written in
+# batches); at most 3 s.
+sy_wait_alog()
+{
+    local i
+    for ((i = 0; i < 60; i++)); do
+        grep -qF -- "$1" "$ALOG" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # sy_now_ms: monotonic enough for durations of a test.
 sy_now_ms()
 {

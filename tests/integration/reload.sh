@@ -25,23 +25,6 @@ backend_of()
     sy_curl -o /dev/null -w '%header{x-backend}' "http://127.0.0.1:$PORT$1"
 }
 
-# fault PORT JSON: sets a backend's fault mode.
-# reload: SIGHUP, then waits for the proxy to report the outcome. Prints
-# "applied" or "refused".
-reload()
-{
-    local applied refused i
-    applied=$(grep -c 'applied$' "$LOG")
-    refused=$(grep -c 'reload refused' "$LOG")
-    kill -HUP "$PROXY"
-    for ((i = 0; i < 100; i++)); do
-        (($(grep -c 'applied$' "$LOG") > applied)) && echo applied && return
-        (($(grep -c 'reload refused' "$LOG") > refused)) && echo refused && return
-        sleep 0.05
-    done
-    echo "no answer"
-}
-
 # answer_backend: reads one answer from fd 3 (head, then a Content-Length
 # body) and prints its X-Backend.
 answer_backend()
@@ -76,7 +59,7 @@ sleep 0.4
 
 sy_config "$CONF" port="$PORT" blue="blue-2@$BLUE2" green="green-1@$GREEN" percent=0 \
     extra='"timeouts_ms": {"upstream_header": 800}'
-sy_eq "a valid config is applied" "$(reload)" applied
+sy_eq "a valid config is applied" "$(sy_reload)" applied
 seen=
 for ((i = 0; i < 40; i++)); do
     seen=$(backend_of /b)
@@ -108,7 +91,7 @@ good=$(cat "$CONF")
 printf '{\n  "workers": 2,\n  "listen": [{"addr": "127.0.0.1:%s"}],\n  "pools": {\n' "$PORT" >"$CONF"
 printf '    "blue": {"servers": [{"name": "b", "addr": "127.0.0.1:%s", "wieght": 2}]}\n}}\n' \
     "$BLUE" >>"$CONF"
-sy_eq "a config with errors is refused" "$(reload)" refused
+sy_eq "a config with errors is refused" "$(sy_reload)" refused
 sy_match "... and the log names file, line, column and key" "$(cat "$LOG")" \
     "reload refused: $CONF:5:[0-9]+: pools.blue.servers\[0\].wieght: unknown key"
 sy_eq "... and the running config stays" "$(backend_of /c)" blue-2
@@ -116,14 +99,14 @@ sy_eq "... and the running config stays" "$(backend_of /c)" blue-2
 # A change that needs a restart: refused, said so.
 sy_port OTHER
 sy_config "$CONF" port="$OTHER" blue="blue-1@$BLUE" green="green-1@$GREEN" percent=0
-sy_eq "a listener change is refused" "$(reload)" refused
+sy_eq "a listener change is refused" "$(sy_reload)" refused
 sy_match "... with the reason" "$(cat "$LOG")" \
     "reload refused: $CONF: listen: changed from \[127.0.0.1:$PORT\] to \[127.0.0.1:$OTHER\]: needs a restart"
 sy_eq "... and the running config stays" "$(backend_of /d)" blue-2
 
 # routing.candidate_percent seeds the state at first start only.
 sy_config "$CONF" port="$PORT" blue="blue-2@$BLUE2" green="green-1@$GREEN" percent=100
-sy_eq "a config with another candidate_percent is applied" "$(reload)" applied
+sy_eq "a config with another candidate_percent is applied" "$(sy_reload)" applied
 sy_match "... with a note that the live split stays" "$(cat "$LOG")" \
     'routing.stable/candidate_percent: not applied: the live state \(stable blue, candidate 0.00%\) stays'
 greens=0
@@ -134,7 +117,7 @@ sy_eq "... and no request goes to green" "$greens" 0
 
 # Log rotation: the access log is reopened at every reload.
 mv "$SY_TMP/access.log" "$SY_TMP/access.log.1"
-sy_eq "a reload after rotating the access log" "$(reload)" applied
+sy_eq "a reload after rotating the access log" "$(sy_reload)" applied
 backend_of /after-rotation >/dev/null
 for ((i = 0; i < 40; i++)); do
     grep -q after-rotation "$SY_TMP/access.log" 2>/dev/null && break

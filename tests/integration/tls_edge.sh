@@ -97,17 +97,6 @@ wait_no_connections()
     return 1
 }
 
-# wait_alog TEXT: until the access log holds TEXT (it is flushed in batches).
-wait_alog()
-{
-    local i
-    for ((i = 0; i < 60; i++)); do
-        grep -qF -- "$1" "$ALOG" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 proxy_cpu_ticks()
 {
     awk '{ print $14 + $15 }' "/proc/$PROXY/stat"
@@ -314,7 +303,7 @@ sy_check "tunnels over: no client connection is left open" wait_no_connections
     head -c 50000 /dev/zero
 } | tlsclient send close-notify read >/dev/null 2>"$SY_TMP/notify.err"
 sy_eq "close_notify mid-request: the proxy closes" "$?" 0
-sy_check "... and logs why" wait_alog '"client closed in the middle of its request"'
+sy_check "... and logs why" sy_wait_alog '"client closed in the middle of its request"'
 sy_match "... on that request's line" "$(grep -F '"target":"/__sink"' "$ALOG")" \
     '"error":"client closed in the middle of its request"'
 
@@ -332,7 +321,7 @@ CUT=$((BIG + 1))
 printf 'GET /__bytes?n=%d HTTP/1.1\r\nHost: x\r\n\r\n' "$CUT" |
     tlsclient send head read-n 1000000 reset >/dev/null 2>"$SY_TMP/reset.err"
 sy_eq "a reset mid-response: the client got its first MB" "$?" 0
-sy_check "... the proxy logs the cut answer" wait_alog "\"target\":\"/__bytes?n=$CUT\",\"status\":200"
+sy_check "... the proxy logs the cut answer" sy_wait_alog "\"target\":\"/__bytes?n=$CUT\",\"status\":200"
 sy_match "... as a client connection error" "$(grep -F "\"target\":\"/__bytes?n=$CUT\"" "$ALOG")" \
     '"error":"client connection error"'
 sy_check "the proxy still serves after those" tls_curl -o /dev/null "$URL/healthz"

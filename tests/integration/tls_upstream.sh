@@ -86,22 +86,6 @@ tls_pool()
     green_pool "{\"servers\": [{\"name\": \"$1\", \"addr\": \"127.0.0.1:$2\"}], \"tls\": $3}"
 }
 
-# reload: SIGHUP, then waits for the proxy to report the outcome. Prints
-# "applied" or "refused".
-reload()
-{
-    local applied refused i
-    applied=$(grep -c 'applied$' "$LOG")
-    refused=$(grep -c 'reload refused' "$LOG")
-    kill -HUP "$PROXY"
-    for ((i = 0; i < 100; i++)); do
-        (($(grep -c 'applied$' "$LOG") > applied)) && echo applied && return
-        (($(grep -c 'reload refused' "$LOG") > refused)) && echo refused && return
-        sleep 0.05
-    done
-    echo "no answer"
-}
-
 # get PATH: one request through the proxy; prints its status, keeps the
 # head in $SY_TMP/head and the body in $SY_TMP/body.
 get()
@@ -129,17 +113,6 @@ connect_errors()
                  print $2 }'
 }
 
-# wait_alog TEXT: until the access log holds TEXT (it is written in batches).
-wait_alog()
-{
-    local i
-    for ((i = 0; i < 60; i++)); do
-        grep -qF -- "$1" "$ALOG" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 # --- verified against the CA, by IP --------------------------------------------
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\"}"
 "$SY_BUILD/switchyard" -t -c "$CONF" >"$SY_TMP/check.out" 2>&1
@@ -165,7 +138,7 @@ sy_eq "... over the connection already open" "$((after - before))" 1
 
 # --- SNI, and a session resumed on a new connection --------------------------------
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\", \"sni\": \"green.internal\"}"
-sy_eq "reload with sni" "$(reload)" applied
+sy_eq "reload with sni" "$(sy_reload)" applied
 sy_eq "with sni: 200" "$(get /sni)" 200
 sy_eq "... and the server saw the name" "$(header x-tls-sni)" green.internal
 sy_eq "... on a new connection: a full handshake" "$(header x-tls-resumed)" no
@@ -176,11 +149,11 @@ sy_eq "the next connection resumes the session" "$(get /resumed):$(header x-tls-
 # --- failed verifications are connect errors ----------------------------------------
 errors_before=$(connect_errors)
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/other.pem\"}"
-sy_eq "reload with a CA that did not sign the certificate" "$(reload)" applied
+sy_eq "reload with a CA that did not sign the certificate" "$(sy_reload)" applied
 sy_eq "wrong CA: 502" "$(get /wrong-ca)" 502
 sy_eq "... whose body does not tell the client why" "$(cat "$SY_TMP/body")" \
     "502 Bad Gateway: no server of pool green could be reached"
-sy_check "... in the access log" wait_alog \
+sy_check "... in the access log" sy_wait_alog \
     '"target":"/wrong-ca","status":502,"pool":"green","server":null,"req_body_bytes":0,"resp_body_bytes":0,'
 sy_match "... whose error names the failed verification" "$(grep -F '"/wrong-ca"' "$ALOG")" \
     '"error":"upstream TLS: certificate verify failed: unable to get local issuer certificate"'
@@ -191,45 +164,45 @@ get /wrong-ca-2 >/dev/null
 sy_eq "each counts as a connect error of the pool" "$(($(connect_errors) - errors_before))" 2
 
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\"}"
-sy_eq "a reload that fixes the CA" "$(reload)" applied
+sy_eq "a reload that fixes the CA" "$(sy_reload)" applied
 sy_eq "... makes requests succeed" "$(get /fixed):$(header x-backend)" 200:green-1
 
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\", \"sni\": \"blue.internal\"}"
-sy_eq "reload with an sni the certificate lacks" "$(reload)" applied
+sy_eq "reload with an sni the certificate lacks" "$(sy_reload)" applied
 sy_eq "sni not in the certificate: 502" "$(get /other-name)" 502
-sy_check "... in the access log" wait_alog '"target":"/other-name"'
+sy_check "... in the access log" sy_wait_alog '"target":"/other-name"'
 sy_match "... as a hostname mismatch" "$(grep -F '"/other-name"' "$ALOG")" \
     '"error":"upstream TLS: certificate verify failed: hostname mismatch"'
 
 tls_pool green-self "$SELF" "{\"ca\": \"$PKI/ca.pem\"}"
-sy_eq "reload with a self-signed server" "$(reload)" applied
+sy_eq "reload with a self-signed server" "$(sy_reload)" applied
 sy_eq "self-signed, verified: 502" "$(get /self)" 502
-sy_check "... in the access log" wait_alog '"target":"/self"'
+sy_check "... in the access log" sy_wait_alog '"target":"/self"'
 sy_match "... as self-signed" "$(grep -F '"/self"' "$ALOG" | head -n 1)" \
     '"error":"upstream TLS: certificate verify failed: self-signed certificate"'
 
 tls_pool green-self "$SELF" '{"verify": false}'
-sy_eq "reload with verify false" "$(reload)" applied
+sy_eq "reload with verify false" "$(sy_reload)" applied
 sy_eq "verify false takes the self-signed certificate" "$(get /self):$(header x-backend)" \
     200:green-self
 
 # --- servers that do not speak TLS --------------------------------------------------
 tls_pool plain-http "$BLUE" "{\"ca\": \"$PKI/ca.pem\"}"
-sy_eq "reload with a plain HTTP server in a TLS pool" "$(reload)" applied
+sy_eq "reload with a plain HTTP server in a TLS pool" "$(sy_reload)" applied
 t0=$(sy_now_ms)
 sy_eq "plain HTTP server: 502" "$(get /plain)" 502
 sy_range "... at once" "$(($(sy_now_ms) - t0))" 0 $((CONNECT_MS * 2))
-sy_check "... in the access log" wait_alog '"target":"/plain"'
+sy_check "... in the access log" sy_wait_alog '"target":"/plain"'
 sy_match "... as a failed handshake" "$(grep -F '"/plain"' "$ALOG")" \
     '"error":"upstream TLS: TLS handshake failed: '
 
 tls_pool silent "$SILENT" "{\"ca\": \"$PKI/ca.pem\"}"
-sy_eq "reload with a server that never answers the handshake" "$(reload)" applied
+sy_eq "reload with a server that never answers the handshake" "$(sy_reload)" applied
 t0=$(sy_now_ms)
 sy_eq "silent server: 502" "$(get /silent)" 502
 sy_range "... within the connect timeout" "$(($(sy_now_ms) - t0))" $((CONNECT_MS - 50)) \
     $((CONNECT_MS * 4))
-sy_check "... in the access log" wait_alog '"target":"/silent","status":502'
+sy_check "... in the access log" sy_wait_alog '"target":"/silent","status":502'
 
 # --- the guard flips a TLS candidate that fails verification ---------------------------
 sy_port PORT2
