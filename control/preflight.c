@@ -176,7 +176,7 @@ static int tls_setup(struct preflight *p, const struct conf_pool *pool, char *er
     if (!pool->tls.enabled)
         return 0;
     p->tls = &pool->tls;
-    p->tls_ctx = tls_client_ctx_new(&pool->tls, reason, sizeof(reason));
+    p->tls_ctx = tls_client_ctx_new(&pool->tls, NULL, reason, sizeof(reason));
     if (p->tls_ctx == NULL) {
         snprintf(err, len, "cannot set up TLS to the candidate servers: %s", reason);
         return -1;

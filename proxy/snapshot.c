@@ -146,6 +146,11 @@ fail:
     return NULL;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
 {
     const struct config *cfg = snap->cfg;
@@ -166,13 +171,26 @@ int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
     }
     for (int c = 0; c < CONF_COLOURS; c++) {
         const struct conf_upstream_tls *t = &cfg->pools[c].tls;
-        if (t->enabled && (snap->pool_tls[c] = tls_client_ctx_new(t, why, sizeof(why))) == NULL) {
+        if (t->enabled && (snap->pool_tls[c] = tls_client_ctx_new(t, snap->pool_ca_digest[c], why,
+                                                                  sizeof(why))) == NULL) {
             conf_errors_add(errs, "%s: pools.%s.tls: %s", cfg->path,
                             conf_colour_name((enum conf_colour)c), why);
             failed = true;
         }
     }
     return failed ? -1 : 0;
+}
+
+bool snapshot_same_pool_tls(const struct snapshot *a, const struct snapshot *b,
+                            enum conf_colour colour)
+{
+    const struct conf_upstream_tls *x = &a->cfg->pools[colour].tls, *y = &b->cfg->pools[colour].tls;
+
+    if (!x->enabled || !y->enabled)
+        return x->enabled == y->enabled;
+    return x->verify == y->verify && same_str(x->ca, y->ca) && same_str(x->sni, y->sni) &&
+           memcmp(a->pool_ca_digest[colour], b->pool_ca_digest[colour],
+                  sizeof(a->pool_ca_digest[colour])) == 0;
 }
 
 static void tls_release(struct snapshot *snap)

@@ -40,8 +40,8 @@ struct window_sum;
  * that worker: counting costs no shared read-modify-write on the request
  * path. */
 struct server_busy {
-    _Alignas(64) _Atomic uint32_t n;   /* exchanges in flight */
-    _Atomic(struct window *) win;      /* outcomes; made at the first one */
+    _Alignas(64) _Atomic uint32_t n; /* exchanges in flight */
+    _Atomic(struct window *) win;    /* outcomes; made at the first one */
 };
 
 /* What the active health checks last concluded (health/check.c). A server
@@ -70,8 +70,11 @@ struct snapshot {
     unsigned nworkers;
     /* Set by snapshot_load_tls(), NULL before. Owned; a connection made
      * from one holds its own reference, so it outlives a reload. */
-    struct ssl_ctx_st **listen_tls;          /* [cfg->nlisten]: NULL on plain listeners */
+    struct ssl_ctx_st **listen_tls;            /* [cfg->nlisten]: NULL on plain listeners */
     struct ssl_ctx_st *pool_tls[CONF_COLOURS]; /* NULL for a pool without "tls" */
+    /* SHA-256 of each pool's CA file as it was read: tells a reload whose
+     * CA changed under the same path from one whose did not. */
+    unsigned char pool_ca_digest[CONF_COLOURS][32];
 };
 
 /* Returns a new snapshot (one reference) of cfg for nworkers workers, or NULL
@@ -85,6 +88,12 @@ struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struc
  * the snapshot). */
 int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
     __attribute__((warn_unused_result));
+
+/* True when pool colour of a and b speaks TLS with the same settings and
+ * the same CA file contents, or when neither speaks TLS: a connection
+ * verified under one is as good under the other. */
+bool snapshot_same_pool_tls(const struct snapshot *a, const struct snapshot *b,
+                            enum conf_colour colour);
 
 struct snapshot *snapshot_ref(struct snapshot *snap);
 /* Drops a reference; the last one frees. NULL is fine. */

@@ -1,14 +1,20 @@
 /* tls_client.c - client contexts for the pools whose servers speak TLS. */
 #include "proxy/tls_client.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+#define CA_FILE_MAX (16 * 1024 * 1024) /* a CA bundle larger than this is a mistake */
 
 /* OpenSSL's reason for the last failure, then an empty error queue. */
 static void openssl_reason(char *err, size_t len, const char *what, const char *detail)
@@ -20,8 +26,66 @@ static void openssl_reason(char *err, size_t len, const char *what, const char *
     ERR_clear_error();
 }
 
-struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf, char *err,
-                                      size_t err_len)
+/* The whole of path, at most CA_FILE_MAX bytes, in a new buffer; NULL with
+ * why in err. */
+static char *read_ca_file(const char *path, size_t *len, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long size;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(err, err_len, "cannot read the CA bundle %s: %s", path, strerror(errno));
+    } else if (size > CA_FILE_MAX) {
+        snprintf(err, err_len, "the CA bundle %s is over %d bytes", path, CA_FILE_MAX);
+    } else if ((buf = malloc((size_t)size + 1)) == NULL) {
+        snprintf(err, err_len, "out of memory for the CA bundle %s", path);
+    } else if ((*len = fread(buf, 1, (size_t)size, f)) != (size_t)size) {
+        snprintf(err, err_len, "cannot read the CA bundle %s: short read", path);
+        free(buf);
+        buf = NULL;
+    }
+    if (f != NULL)
+        fclose(f);
+    return buf;
+}
+
+/* Trusts the certificates (and CRLs) of the PEM bundle at path, and leaves
+ * the SHA-256 of the bytes it read in digest (may be NULL): one read, so
+ * that the digest describes exactly what is trusted. Returns 0, or -1 with
+ * why in err. */
+static int load_ca(SSL_CTX *ctx, const char *path, unsigned char *digest, char *err, size_t err_len)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_INFO) *infos = NULL;
+    size_t len = 0;
+    int ncerts = 0;
+    char *buf = read_ca_file(path, &len, err, err_len);
+    BIO *mem = buf != NULL ? BIO_new_mem_buf(buf, (int)len) : NULL;
+
+    if (mem != NULL)
+        infos = PEM_X509_INFO_read_bio(mem, NULL, NULL, NULL);
+    for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *info = sk_X509_INFO_value(infos, i);
+        if (info->x509 != NULL && X509_STORE_add_cert(store, info->x509) == 1)
+            ncerts++;
+        if (info->crl != NULL)
+            X509_STORE_add_crl(store, info->crl);
+    }
+    if (buf != NULL && ncerts == 0)
+        openssl_reason(err, err_len, "no certificate in the CA bundle", path);
+    else if (digest != NULL && ncerts > 0 &&
+             EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1)
+        openssl_reason(err, err_len, "cannot digest the CA bundle", path);
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(mem);
+    free(buf);
+    return err[0] == '\0' ? 0 : -1;
+}
+
+struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf,
+                                      unsigned char *ca_digest, char *err, size_t err_len)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -48,10 +112,11 @@ struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf, char
         return ctx;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (conf->ca != NULL ? SSL_CTX_load_verify_locations(ctx, conf->ca, NULL) != 1
-                         : SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        openssl_reason(err, err_len, "cannot load the CA bundle",
-                       conf->ca ? conf->ca : "(the system's)");
+    if (conf->ca != NULL) {
+        if (load_ca(ctx, conf->ca, ca_digest, err, err_len) < 0)
+            goto fail;
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        openssl_reason(err, err_len, "cannot load the CA bundle", "(the system's)");
         goto fail;
     }
     return ctx;

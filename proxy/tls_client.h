@@ -18,10 +18,12 @@ struct ssl_st;     /* OpenSSL's SSL */
 
 /* Builds the client context of conf: TLS 1.2 at least, the verification
  * conf asks for against conf->ca (else the system's trust store), ALPN
- * http/1.1. Returns a new context, or NULL with why in err (err_len bytes,
- * always terminated). */
-struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf, char *err,
-                                      size_t err_len);
+ * http/1.1. With verification and a ca file, the SHA-256 of the bytes read
+ * goes to ca_digest[32] when it is not NULL (left alone otherwise). Returns
+ * a new context, or NULL with why in err (err_len bytes, always
+ * terminated). */
+struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf,
+                                      unsigned char *ca_digest, char *err, size_t err_len);
 
 /* Readies ssl, made from a tls_client_ctx_new() context, for one connection
  * to server: SNI conf->sni when set, and the identity to verify, conf->sni

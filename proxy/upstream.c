@@ -104,15 +104,15 @@ void upstream_pool_unref(struct upstream_pool *pool)
 }
 
 /* The server of pool that is srv under a new config: same name and address,
- * so that its idle connections are still good. Not for TLS on either side:
- * the new config may trust other CAs (or files that changed under the same
- * name), and a connection verified under the old one must not slip past. */
+ * so that its idle connections are still good. Over TLS, only when the pool
+ * trusts the same CA bytes and verifies the same name: a connection
+ * verified under the old config must not slip past a new one. */
 static struct upstream_server *same_server(struct upstream_pool *pool,
                                            const struct upstream_server *srv)
 {
     const struct conf_addr *a = &srv->conf->addr;
 
-    if (pool == NULL || pool->tls_ctx != NULL || srv->pool->tls_ctx != NULL)
+    if (pool == NULL || !snapshot_same_pool_tls(pool->snap, srv->pool->snap, pool->colour))
         return NULL;
     for (size_t i = 0; i < pool->n; i++) {
         const struct conf_server *c = pool->servers[i].conf;

@@ -43,8 +43,8 @@ void upstream_pool_unref(struct upstream_pool *pool); /* NULL is fine */
 
 /* Drops the worker's reference to a pool that a reload replaced (NULL is
  * fine): its idle connections move to the server of the same name and
- * address in successor (may be NULL), or close (always for TLS pools: the
- * new config may trust other CAs); connections in use finish
+ * address in successor (may be NULL), or close (TLS pools: unless the pool
+ * keeps its settings and CA file contents); connections in use finish
  * their exchange and close; the pool goes with the last of them. */
 void upstream_pool_retire(struct upstream_pool *pool, struct upstream_pool *successor);
 

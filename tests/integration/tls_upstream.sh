@@ -114,7 +114,9 @@ connect_errors()
 }
 
 # --- verified against the CA, by IP --------------------------------------------
-tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\"}"
+# trust.pem: the CA, in a file whose contents change further down.
+cp "$PKI/ca.pem" "$PKI/trust.pem"
+tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/trust.pem\"}"
 "$SY_BUILD/switchyard" -t -c "$CONF" >"$SY_TMP/check.out" 2>&1
 sy_eq "switchyard -t accepts a pool with tls" "$?" 0
 sy_proxy "$CONF" "$PORT" || sy_finish
@@ -135,6 +137,19 @@ after=$(green_stats connections)
 sy_eq "40 requests answered 200" "$(grep -c '^200$' "$SY_TMP/keep.out")" 40
 # One more connection: the /__stats request itself.
 sy_eq "... over the connection already open" "$((after - before))" 1
+
+# --- a reload keeps idle TLS connections while the pool trusts the same ---------
+before=$(green_stats connections)
+sy_eq "a reload that leaves the pool's tls and CA file alone" "$(sy_reload)" applied
+sy_eq "... then a request: 200" "$(get /kept)" 200
+sy_eq "... over the idle connection carried across the reload" \
+    "$(($(green_stats connections) - before))" 1
+cat "$PKI/ca.pem" "$PKI/other.pem" >"$PKI/trust.pem"
+before=$(green_stats connections)
+sy_eq "a reload after the CA file changed under the same path" "$(sy_reload)" applied
+sy_eq "... then a request: 200" "$(get /new-trust)" 200
+sy_eq "... over a new connection, verified under the new bundle" \
+    "$(($(green_stats connections) - before))" 2
 
 # --- SNI, and a session resumed on a new connection --------------------------------
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\", \"sni\": \"green.internal\"}"

@@ -394,7 +394,7 @@ static int64_t exchange(struct fixture *fx, const char *expect_body, uint32_t ti
     };
     int64_t start = now_ms();
 
-    fx->client_ctx = tls_client_ctx_new(&fx->tls, err, sizeof(err));
+    fx->client_ctx = tls_client_ctx_new(&fx->tls, NULL, err, sizeof(err));
     assert_non_null(fx->client_ctx);
     req.tls_ctx = fx->client_ctx;
     fx->client = http_client_start(fx->base, &req, done_cb, fx);
@@ -526,7 +526,7 @@ static void test_free_midway(void **state)
     };
 
     serve_silence(fx); /* connects at once, then the ClientHello waits */
-    fx->client_ctx = tls_client_ctx_new(&fx->tls, err, sizeof(err));
+    fx->client_ctx = tls_client_ctx_new(&fx->tls, NULL, err, sizeof(err));
     req.tls_ctx = fx->client_ctx;
     fx->client = http_client_start(fx->base, &req, done_cb, fx);
     assert_non_null(fx->client);
