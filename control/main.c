@@ -453,7 +453,7 @@ int main(int argc, char **argv)
     }
     /* The config check loaded the same files: only a file changed since,
      * or no memory, fails here. */
-    if (snapshot_load_tls(snap, &errs) < 0) {
+    if (snapshot_load_tls(snap, NULL, &errs) < 0) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.msgs[i]);
         conf_errors_clear(&errs);

@@ -32,7 +32,7 @@ static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
 }
 
 /* Listening sockets stay for the process's life. What they speak is
- * per connection: each reload builds new TLS contexts (snapshot_load_tls),
+ * per connection: each reload reads the TLS files again (snapshot_load_tls),
  * so certificates and TLS settings may change, and TLS may even be turned
  * on or off. */
 static bool same_listeners(const struct config *a, const struct config *b)
@@ -215,7 +215,7 @@ int reloader_run(struct reloader *r, struct conf_errors *errs, struct conf_error
     /* The certificates as they are now on disk: a renewed one is taken up
      * here. One that cannot be loaded keeps the running config, whose
      * contexts stay. */
-    if (snapshot_load_tls(snap, errs) < 0) {
+    if (snapshot_load_tls(snap, r->snap, errs) < 0) {
         snapshot_unref(snap);
         log_all(errs, "reload refused: ");
         return -1;

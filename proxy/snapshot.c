@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "health/window.h"
 #include "proxy/tls.h"
 #include "proxy/tls_client.h"
@@ -151,7 +153,35 @@ static bool same_str(const char *a, const char *b)
     return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
+/* Gives listener i of snap its context: prev's when the settings and the
+ * files' contents are the same, else a new one. A new context is stamped
+ * with the digest only when the files read the same before and after it was
+ * built, so that a file replaced meanwhile is never taken for unchanged. */
+static int listen_tls_load(struct snapshot *snap, size_t i, const struct snapshot *prev, char *why,
+                           size_t len)
+{
+    const struct conf_tls *conf = &snap->cfg->listen[i].tls;
+    struct snapshot_listen_tls *t = &snap->listen_tls[i];
+    unsigned char after[32];
+    bool read = tls_files_digest(conf, t->digest) == 0;
+
+    if (read && prev != NULL && prev->listen_tls != NULL && i < prev->cfg->nlisten &&
+        prev->listen_tls[i].stamped && prev->listen_tls[i].ctx != NULL &&
+        tls_conf_same(&prev->cfg->listen[i].tls, conf) &&
+        memcmp(prev->listen_tls[i].digest, t->digest, sizeof(t->digest)) == 0 &&
+        SSL_CTX_up_ref(prev->listen_tls[i].ctx) == 1) {
+        t->ctx = prev->listen_tls[i].ctx;
+        t->stamped = true;
+        return 0;
+    }
+    if ((t->ctx = tls_ctx_new(conf, why, len)) == NULL)
+        return -1;
+    t->stamped =
+        read && tls_files_digest(conf, after) == 0 && memcmp(after, t->digest, sizeof(after)) == 0;
+    return 0;
+}
+
+int snapshot_load_tls(struct snapshot *snap, const struct snapshot *prev, struct conf_errors *errs)
 {
     const struct config *cfg = snap->cfg;
     bool failed = false; /* not errs->n: a message may be lost to no memory */
@@ -163,8 +193,7 @@ int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
         return -1;
     }
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (cfg->listen[i].has_tls &&
-            (snap->listen_tls[i] = tls_ctx_new(&cfg->listen[i].tls, why, sizeof(why))) == NULL) {
+        if (cfg->listen[i].has_tls && listen_tls_load(snap, i, prev, why, sizeof(why)) < 0) {
             conf_errors_add(errs, "%s: listen[%zu].tls: %s", cfg->path, i, why);
             failed = true;
         }
@@ -196,7 +225,7 @@ bool snapshot_same_pool_tls(const struct snapshot *a, const struct snapshot *b,
 static void tls_release(struct snapshot *snap)
 {
     for (size_t i = 0; snap->listen_tls != NULL && i < snap->cfg->nlisten; i++)
-        tls_ctx_free(snap->listen_tls[i]);
+        tls_ctx_free(snap->listen_tls[i].ctx);
     free(snap->listen_tls);
     for (int c = 0; c < CONF_COLOURS; c++)
         tls_ctx_free(snap->pool_tls[c]);

@@ -63,6 +63,12 @@ struct server_state {
 
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
+struct snapshot_listen_tls {
+    struct ssl_ctx_st *ctx;   /* NULL on a plain listener */
+    bool stamped;             /* digest holds what ctx was built from */
+    unsigned char digest[32]; /* tls_files_digest() of the listener's files */
+};
+
 struct snapshot {
     _Atomic unsigned refs;
     struct config *cfg;                          /* owned */
@@ -70,7 +76,7 @@ struct snapshot {
     unsigned nworkers;
     /* Set by snapshot_load_tls(), NULL before. Owned; a connection made
      * from one holds its own reference, so it outlives a reload. */
-    struct ssl_ctx_st **listen_tls;            /* [cfg->nlisten]: NULL on plain listeners */
+    struct snapshot_listen_tls *listen_tls;    /* [cfg->nlisten] */
     struct ssl_ctx_st *pool_tls[CONF_COLOURS]; /* NULL for a pool without "tls" */
     /* SHA-256 of each pool's CA file as it was read: tells a reload whose
      * CA changed under the same path from one whose did not. */
@@ -83,10 +89,13 @@ struct snapshot {
 struct snapshot *snapshot_new(struct config *cfg, unsigned nworkers, const struct snapshot *prev);
 
 /* Builds the TLS contexts of snap's config from the certificate, key and CA
- * files as they are now: the start, and each reload, reads them again.
+ * files as they are now: the start, and each reload, reads them again. A
+ * listener whose settings and file contents are those of its context in
+ * prev (may be NULL) shares that context instead, and so its session cache:
+ * clients resume across a reload that did not touch their certificate.
  * Returns 0, or -1 with one message per failure in errs (the caller drops
  * the snapshot). */
-int snapshot_load_tls(struct snapshot *snap, struct conf_errors *errs)
+int snapshot_load_tls(struct snapshot *snap, const struct snapshot *prev, struct conf_errors *errs)
     __attribute__((warn_unused_result));
 
 /* True when pool colour of a and b speaks TLS with the same settings and

@@ -3,8 +3,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -219,4 +221,63 @@ struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf, char *err, size_t er
 void tls_ctx_free(struct ssl_ctx_st *ctx)
 {
     SSL_CTX_free(ctx);
+}
+
+/* Adds the bytes of path, then their count, to md. Returns 0, or -1 when
+ * it cannot be read. */
+static int digest_file(EVP_MD_CTX *md, const char *path)
+{
+    unsigned char buf[16384];
+    uint64_t total = 0;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return -1;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        EVP_DigestUpdate(md, buf, n);
+        total += n;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    /* The count keeps the files apart: "ab" + "c" is not "a" + "bc". */
+    return failed || EVP_DigestUpdate(md, &total, sizeof(total)) != 1 ? -1 : 0;
+}
+
+int tls_files_digest(const struct conf_tls *conf, unsigned char digest[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+                     digest_file(md, conf->cert) == 0 && digest_file(md, conf->key) == 0
+                 ? 0
+                 : -1;
+
+    for (size_t i = 0; rc == 0 && i < conf->ncerts; i++) {
+        if (digest_file(md, conf->certs[i].cert) < 0 || digest_file(md, conf->certs[i].key) < 0)
+            rc = -1;
+    }
+    if (rc == 0 && EVP_DigestFinal_ex(md, digest, NULL) != 1)
+        rc = -1;
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    return rc;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool tls_conf_same(const struct conf_tls *a, const struct conf_tls *b)
+{
+    if (a->ncerts != b->ncerts)
+        return false;
+    for (size_t i = 0; i < a->ncerts; i++) {
+        if (!same_str(a->certs[i].cert, b->certs[i].cert) ||
+            !same_str(a->certs[i].key, b->certs[i].key))
+            return false;
+    }
+    return same_str(a->cert, b->cert) && same_str(a->key, b->key) &&
+           a->min_version == b->min_version && same_str(a->ciphers, b->ciphers) &&
+           same_str(a->ciphersuites, b->ciphersuites);
 }

@@ -5,12 +5,15 @@
  * and sharing it is what makes resumption work whichever worker's
  * SO_REUSEPORT socket the kernel hands the next connection to (the session
  * cache lives in the context). A reload builds new contexts from the
- * files as they are then; each connection holds a reference to the context
- * it was accepted with, so connections already open go on with the old
- * certificate.
+ * files as they are then, unless a listener's settings and file contents
+ * did not change: it then keeps its context, session cache included. Each
+ * connection holds a reference to the context it was accepted with, so
+ * connections already open go on with the old certificate.
  */
 #ifndef SY_PROXY_TLS_H
 #define SY_PROXY_TLS_H
+
+#include <stdbool.h>
 
 #include "conf/config.h"
 
@@ -26,5 +29,13 @@ struct ssl_ctx_st *tls_ctx_new(const struct conf_tls *conf, char *err, size_t er
 
 /* NULL is fine. */
 void tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* SHA-256 over the contents of the files conf names (cert and key, then
+ * each certificates[] pair), each after its length. Returns 0, or -1 when
+ * one cannot be read. */
+int tls_files_digest(const struct conf_tls *conf, unsigned char digest[32]);
+
+/* True when a and b name the same files with the same settings. */
+bool tls_conf_same(const struct conf_tls *a, const struct conf_tls *b);
 
 #endif

@@ -72,7 +72,7 @@ static struct ssl_ctx_st *listener_tls(const struct worker *w, const struct evco
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i] == l) {
             *has_tls = w->cfg->listen[i].has_tls;
-            return w->snap->listen_tls != NULL ? w->snap->listen_tls[i] : NULL;
+            return w->snap->listen_tls != NULL ? w->snap->listen_tls[i].ctx : NULL;
         }
     }
     *has_tls = false;

@@ -201,6 +201,15 @@ coproc KEPT { openssl s_client -quiet -connect "127.0.0.1:$PORTRL" -CAfile "$PKI
 SY_PIDS+=("$KEPT_PID")
 sy_match "a kept-alive connection is served before the reload" "$(keep_get)" '^HTTP/1\.1 200'
 
+# A reload that leaves the certificate alone keeps the session cache.
+openssl s_client -connect "127.0.0.1:$PORTRL" -tls1_2 -CAfile "$PKI/ca.pem" \
+    -sess_out "$SY_TMP/rl-sess.pem" </dev/null >"$SY_TMP/rl-sess.out" 2>&1
+sy_ctl reload
+sy_eq "a reload that changes no certificate: accepted" "$RC" 0
+sy_match "... and a session from before it is resumed" \
+    "$(openssl s_client -connect "127.0.0.1:$PORTRL" -tls1_2 -CAfile "$PKI/ca.pem" \
+        -sess_in "$SY_TMP/rl-sess.pem" </dev/null 2>&1)" '^Reused, TLSv1\.2'
+
 # A renewal: new files over the old paths, then a reload.
 cp "$PKI/second.key" "$PKI/live.key.new" && mv "$PKI/live.key.new" "$PKI/live.key"
 cp "$PKI/second.pem" "$PKI/live.pem.new" && mv "$PKI/live.pem.new" "$PKI/live.pem"
@@ -208,6 +217,9 @@ sy_ctl reload
 sy_eq "reload after a renewal: accepted" "$RC" 0
 sy_eq "new connections get the renewed certificate" "$(served_cn "$PORTRL")" second
 sy_match "the connection opened before the reload is still served" "$(keep_get)" '^HTTP/1\.1 200'
+sy_match "a session of the old certificate is not resumed" \
+    "$(openssl s_client -connect "127.0.0.1:$PORTRL" -tls1_2 -CAfile "$PKI/ca.pem" \
+        -sess_in "$SY_TMP/rl-sess.pem" </dev/null 2>&1)" '^New, TLSv1\.2'
 
 # A key that does not match the certificate: the reload is refused and the
 # certificate already loaded stays.
