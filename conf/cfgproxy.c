@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <openssl/err.h>
@@ -470,18 +471,43 @@ static bool sni_name_ok(const char *name)
 
 /* Loads the CA bundle the way the proxy will, so that a missing file or one
  * without a single certificate is a config error. */
+static int store_certificates(X509_STORE *store)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    int n = 0;
+
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++)
+        n += X509_OBJECT_get_type(sk_X509_OBJECT_value(objs, i)) == X509_LU_X509;
+    return n;
+}
+
+/* Loads the CA bundle as the proxy will (proxy/tls_client.c): a regular
+ * file of at most CONF_TLS_CA_MAX bytes holding at least one certificate. */
 static void check_upstream_ca(struct cfgwalk *w, const char *path, const char *ca)
 {
+    char p[CFGWALK_PATH_MAX];
+    struct stat st;
     SSL_CTX *ctx;
 
     if (!tls_file_readable(w, path, "ca", ca))
         return;
+    cfgwalk_path_key(p, sizeof(p), path, "ca");
+    if (stat(ca, &st) == 0 && !S_ISREG(st.st_mode)) {
+        cfgwalk_error(w, p, false, "%s is not a regular file", ca);
+        return;
+    }
+    if (stat(ca, &st) == 0 && st.st_size > CONF_TLS_CA_MAX) {
+        cfgwalk_error(w, p, false, "%s is over %d bytes", ca, CONF_TLS_CA_MAX);
+        return;
+    }
     if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
         w->oom = true;
         return;
     }
     if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
         tls_error(w, path, "ca", "not a PEM certificate bundle");
+    else if (store_certificates(SSL_CTX_get_cert_store(ctx)) == 0)
+        cfgwalk_error(w, p, false, "%s holds no certificate", ca);
     SSL_CTX_free(ctx);
 }
 

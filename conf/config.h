@@ -38,6 +38,9 @@ struct conf_server {
 
 #define CONF_POOL_SERVERS_MAX 64
 
+/* A pool's "ca" bundle is read whole into memory: larger is a mistake. */
+#define CONF_TLS_CA_MAX (16 * 1024 * 1024)
+
 /* pools.<colour>.tls: the proxy speaks TLS to the pool's servers. */
 struct conf_upstream_tls {
     bool enabled; /* "tls" is present */

@@ -234,11 +234,12 @@ static int digest_file(EVP_MD_CTX *md, const char *path)
 
     if (f == NULL)
         return -1;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-        EVP_DigestUpdate(md, buf, n);
+    int failed = 0;
+    while (!failed && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        failed = EVP_DigestUpdate(md, buf, n) != 1;
         total += n;
     }
-    int failed = ferror(f);
+    failed |= ferror(f);
     fclose(f);
     /* The count keeps the files apart: "ab" + "c" is not "a" + "bc". */
     return failed || EVP_DigestUpdate(md, &total, sizeof(total)) != 1 ? -1 : 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -13,8 +14,6 @@
 #include <openssl/x509v3.h>
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
-
-#define CA_FILE_MAX (16 * 1024 * 1024) /* a CA bundle larger than this is a mistake */
 
 /* OpenSSL's reason for the last failure, then an empty error queue. */
 static void openssl_reason(char *err, size_t len, const char *what, const char *detail)
@@ -26,23 +25,24 @@ static void openssl_reason(char *err, size_t len, const char *what, const char *
     ERR_clear_error();
 }
 
-/* The whole of path, at most CA_FILE_MAX bytes, in a new buffer; NULL with
- * why in err. */
+/* The whole of path, a regular file of at most CONF_TLS_CA_MAX bytes, in a
+ * new buffer; NULL with why in err. */
 static char *read_ca_file(const char *path, size_t *len, char *err, size_t err_len)
 {
     FILE *f = fopen(path, "rb");
+    struct stat st;
     char *buf = NULL;
-    long size;
 
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
-        fseek(f, 0, SEEK_SET) != 0) {
+    if (f == NULL || fstat(fileno(f), &st) < 0)
         snprintf(err, err_len, "cannot read the CA bundle %s: %s", path, strerror(errno));
-    } else if (size > CA_FILE_MAX) {
-        snprintf(err, err_len, "the CA bundle %s is over %d bytes", path, CA_FILE_MAX);
-    } else if ((buf = malloc((size_t)size + 1)) == NULL) {
+    else if (!S_ISREG(st.st_mode))
+        snprintf(err, err_len, "the CA bundle %s is not a regular file", path);
+    else if (st.st_size > CONF_TLS_CA_MAX)
+        snprintf(err, err_len, "the CA bundle %s is over %d bytes", path, CONF_TLS_CA_MAX);
+    else if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
         snprintf(err, err_len, "out of memory for the CA bundle %s", path);
-    } else if ((*len = fread(buf, 1, (size_t)size, f)) != (size_t)size) {
-        snprintf(err, err_len, "cannot read the CA bundle %s: short read", path);
+    else if ((*len = fread(buf, 1, (size_t)st.st_size + 1, f)) != (size_t)st.st_size) {
+        snprintf(err, err_len, "cannot read the CA bundle %s: it changed while read", path);
         free(buf);
         buf = NULL;
     }
@@ -51,37 +51,48 @@ static char *read_ca_file(const char *path, size_t *len, char *err, size_t err_l
     return buf;
 }
 
-/* Trusts the certificates (and CRLs) of the PEM bundle at path, and leaves
- * the SHA-256 of the bytes it read in digest (may be NULL): one read, so
- * that the digest describes exactly what is trusted. Returns 0, or -1 with
- * why in err. */
+/* Trusts the certificates of the PEM bundle at path (its CRLs are loaded
+ * too, though nothing turns CRL checks on), and leaves the SHA-256 of the
+ * bytes it read in digest (may be NULL): one read, so that the digest
+ * describes exactly what is trusted. Returns 0, or -1 with why in err. */
 static int load_ca(SSL_CTX *ctx, const char *path, unsigned char *digest, char *err, size_t err_len)
 {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509_INFO) *infos = NULL;
     size_t len = 0;
     int ncerts = 0;
+    bool failed = false;
     char *buf = read_ca_file(path, &len, err, err_len);
     BIO *mem = buf != NULL ? BIO_new_mem_buf(buf, (int)len) : NULL;
 
-    if (mem != NULL)
-        infos = PEM_X509_INFO_read_bio(mem, NULL, NULL, NULL);
-    for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
-        X509_INFO *info = sk_X509_INFO_value(infos, i);
-        if (info->x509 != NULL && X509_STORE_add_cert(store, info->x509) == 1)
-            ncerts++;
-        if (info->crl != NULL)
-            X509_STORE_add_crl(store, info->crl);
+    if (buf == NULL)
+        return -1;
+    if (mem == NULL || (infos = PEM_X509_INFO_read_bio(mem, NULL, NULL, NULL)) == NULL) {
+        openssl_reason(err, err_len, "cannot parse the CA bundle", path);
+        failed = true;
     }
-    if (buf != NULL && ncerts == 0)
-        openssl_reason(err, err_len, "no certificate in the CA bundle", path);
-    else if (digest != NULL && ncerts > 0 &&
-             EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1)
+    for (int i = 0; !failed && i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *info = sk_X509_INFO_value(infos, i);
+        if ((info->x509 != NULL && X509_STORE_add_cert(store, info->x509) != 1) ||
+            (info->crl != NULL && X509_STORE_add_crl(store, info->crl) != 1)) {
+            openssl_reason(err, err_len, "cannot trust the CA bundle", path);
+            failed = true;
+        }
+        ncerts += info->x509 != NULL;
+    }
+    if (!failed && ncerts == 0) {
+        snprintf(err, err_len, "the CA bundle %s holds no certificate", path);
+        failed = true;
+    }
+    if (!failed && digest != NULL && EVP_Digest(buf, len, digest, NULL, EVP_sha256(), NULL) != 1) {
         openssl_reason(err, err_len, "cannot digest the CA bundle", path);
+        failed = true;
+    }
     sk_X509_INFO_pop_free(infos, X509_INFO_free);
     BIO_free(mem);
     free(buf);
-    return err[0] == '\0' ? 0 : -1;
+    ERR_clear_error();
+    return failed ? -1 : 0;
 }
 
 struct ssl_ctx_st *tls_client_ctx_new(const struct conf_upstream_tls *conf,

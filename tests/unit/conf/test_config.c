@@ -1267,6 +1267,9 @@ static void test_pool_tls_bad(void **state)
         {"{\"ca\": \"%s/key.pem\"}",
          "t.json:3:15: pools.green.tls.ca: not a PEM certificate bundle: no certificate or crl "
          "found"},
+        {"{\"ca\": \"%s\"}", "t.json:3:15: pools.green.tls.ca: %s is not a regular file"},
+        {"{\"ca\": \"/dev/null\"}",
+         "t.json:3:15: pools.green.tls.ca: /dev/null is not a regular file"},
         {"{\"ca\": \"%s/cert.pem\", \"verify\": false}",
          "t.json:3:15: pools.green.tls.ca: is unused with \"verify\": false; remove one of them"},
         {"{\"cert\": \"c.pem\"}", "t.json:3:9: pools.green.tls.cert: unknown key"},
