@@ -217,6 +217,9 @@ bool snapshot_same_pool_tls(const struct snapshot *a, const struct snapshot *b,
 
     if (!x->enabled || !y->enabled)
         return x->enabled == y->enabled;
+    /* The system's trust store has no digest here: it may have changed. */
+    if (x->verify && x->ca == NULL)
+        return false;
     return x->verify == y->verify && same_str(x->ca, y->ca) && same_str(x->sni, y->sni) &&
            memcmp(a->pool_ca_digest[colour], b->pool_ca_digest[colour],
                   sizeof(a->pool_ca_digest[colour])) == 0;

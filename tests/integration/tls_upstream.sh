@@ -150,6 +150,12 @@ sy_eq "a reload after the CA file changed under the same path" "$(sy_reload)" ap
 sy_eq "... then a request: 200" "$(get /new-trust)" 200
 sy_eq "... over a new connection, verified under the new bundle" \
     "$(($(green_stats connections) - before))" 2
+cat "$PKI/ca.pem" "$PKI/other.pem" >"$PKI/trust.pem.new" && mv "$PKI/trust.pem.new" "$PKI/trust.pem"
+before=$(green_stats connections)
+sy_eq "a reload after the CA file was rewritten with the same bytes" "$(sy_reload)" applied
+sy_eq "... then a request: 200" "$(get /same-bytes)" 200
+sy_eq "... over the idle connection: what counts is the contents" \
+    "$(($(green_stats connections) - before))" 1
 
 # --- SNI, and a session resumed on a new connection --------------------------------
 tls_pool green-1 "$GREEN" "{\"ca\": \"$PKI/ca.pem\", \"sni\": \"green.internal\"}"
@@ -200,6 +206,11 @@ tls_pool green-self "$SELF" '{"verify": false}'
 sy_eq "reload with verify false" "$(sy_reload)" applied
 sy_eq "verify false takes the self-signed certificate" "$(get /self):$(header x-backend)" \
     200:green-self
+# Its idle connection was never verified: a reload that turns verification
+# on (against the system's store, which does not trust it) must not carry it.
+tls_pool green-self "$SELF" '{}'
+sy_eq "reload to verify on, with the system's trust store" "$(sy_reload)" applied
+sy_eq "... the unverified idle connection is not used: 502" "$(get /self-verified)" 502
 
 # --- servers that do not speak TLS --------------------------------------------------
 tls_pool plain-http "$BLUE" "{\"ca\": \"$PKI/ca.pem\"}"
