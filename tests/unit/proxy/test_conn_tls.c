@@ -13,46 +13,24 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "proxy/conn.h"
+#include "tests/unit/support/test_cert.h"
 
 #define SAN_NAMES 600 /* makes the certificate about 14 KB: more than the socket takes */
 
-/* A self-signed P-256 certificate whose subjectAltName lists SAN_NAMES
- * names, and its key, in ctx. */
+/* A self-signed certificate of SAN_NAMES names, and its key, in ctx. */
 static void use_big_certificate(SSL_CTX *ctx)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    char *san = malloc(SAN_NAMES * 32);
-    size_t used = 0;
+    X509 *x;
+    EVP_PKEY *key;
 
-    assert_non_null(key);
-    assert_non_null(x);
-    assert_non_null(san);
-    for (int i = 0; i < SAN_NAMES; i++)
-        used += (size_t)sprintf(san + used, "%sDNS:host%d.example.test", i ? "," : "", i);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                               (const unsigned char *)"localhost", -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_set_pubkey(x, key);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
-    assert_non_null(ext);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    assert_int_equal(test_cert_make("localhost", SAN_NAMES, &x, &key), 0);
     assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
     X509_free(x);
     EVP_PKEY_free(key);
-    free(san);
 }
 
 static int events_seen;
