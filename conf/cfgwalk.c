@@ -651,6 +651,13 @@ static const char *string_problem(enum cfgwalk_kind kind, const char *s)
     case CFGWALK_TOKEN:
         return cfgwalk_is_token(s) ? NULL
                                    : "must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)";
+    case CFGWALK_FILE:
+        /* A path ends up in messages and logs, one line each. */
+        for (const char *p = s; *p; p++) {
+            if ((unsigned char)*p < ' ' || *p == 0x7f)
+                return "must not contain control characters";
+        }
+        return NULL;
     case CFGWALK_URLPATH:
         if (*s != '/')
             return "must start with \"/\"";

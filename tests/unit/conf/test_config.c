@@ -464,10 +464,13 @@ static const struct bad_case bad_cases[] = {
     {"control byte before the top level",
      "\x1b[31m{}",
      {"t.json:1:1: invalid JSON: '[' or '{' expected near '\\x1b'"}},
-    {"socket path too long, with a control byte",
-     WITH("\"admin\": {\"socket\": \"s\\u007f" K100 "\"}"),
-     {"t.json:3:21: admin.socket: socket path too long once made absolute (118 bytes, at most "
-      "107): \"/etc/switchyard/s\\x7f" K100 "\""}},
+    {"socket path too long",
+     WITH("\"admin\": {\"socket\": \"s" K100 "\"}"),
+     {"t.json:3:21: admin.socket: socket path too long once made absolute (117 bytes, at most "
+      "107): \"/etc/switchyard/s" K100 "\""}},
+    {"a path with a control byte",
+     WITH("\"admin\": {\"socket\": \"s\\u007fk\"}"),
+     {"t.json:3:21: admin.socket: must not contain control characters (got \"s\\x7fk\")"}},
     {"control byte as a value",
      "{\"workers\": \x1b[2J}",
      {"t.json:1:13: invalid JSON: invalid token near '\\x1b'"}},
@@ -1268,6 +1271,10 @@ static void test_pool_tls_bad(void **state)
          "t.json:3:15: pools.green.tls.ca: not a PEM certificate bundle: no certificate or crl "
          "found"},
         {"{\"ca\": \"%s\"}", "t.json:3:15: pools.green.tls.ca: %s is not a regular file"},
+        /* Found by fuzz_config: the path went into the message, newline and all. */
+        {"{\"ca\": \"ca.pem\\n\"}",
+         "t.json:3:15: pools.green.tls.ca: must not contain control characters (got "
+         "\"ca.pem\\n\")"},
         {"{\"ca\": \"/dev/null\"}",
          "t.json:3:15: pools.green.tls.ca: /dev/null is not a regular file"},
         {"{\"ca\": \"%s/cert.pem\", \"verify\": false}",
