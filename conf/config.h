@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -26,6 +27,13 @@ enum conf_colour {
 #define CONF_COLOURS 2
 
 const char *conf_colour_name(enum conf_colour c);
+
+/* True when two optional strings of a config are equal (both NULL too):
+ * how a reload tells what changed. */
+static inline bool conf_same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 
 /* The candidate's share is kept in basis points: 10000 = 100 %. */
 #define CONF_WEIGHT_BP_MAX 10000u

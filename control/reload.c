@@ -21,11 +21,6 @@ struct reloader {
     void *on_applied_arg;
 };
 
-static bool same_str(const char *a, const char *b)
-{
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
@@ -68,8 +63,8 @@ static bool same_admin_http(const struct conf_admin *a, const struct conf_admin 
 
 static bool same_redis(const struct conf_redis *a, const struct conf_redis *b)
 {
-    return a->enabled == b->enabled && same_str(a->url, b->url) && same_str(a->ns, b->ns) &&
-           a->lease_ms == b->lease_ms;
+    return a->enabled == b->enabled && conf_same_str(a->url, b->url) &&
+           conf_same_str(a->ns, b->ns) && a->lease_ms == b->lease_ms;
 }
 
 #define RESTART "needs a restart; the running config stays"
@@ -89,33 +84,33 @@ size_t reload_check(const struct config *running, const struct config *next,
     if (running->workers != next->workers)
         conf_errors_add(errs, "%s: workers: changed from %u to %u: " RESTART, f, running->workers,
                         next->workers);
-    if (!same_str(running->admin.socket, next->admin.socket))
+    if (!conf_same_str(running->admin.socket, next->admin.socket))
         conf_errors_add(errs, "%s: admin.socket: changed from %s to %s: " RESTART, f,
                         running->admin.socket ? running->admin.socket : "(none)",
                         next->admin.socket ? next->admin.socket : "(none)");
     if (!same_admin_http(&running->admin, &next->admin))
         conf_errors_add(errs, "%s: admin.http: changed: " RESTART, f);
-    if (!same_str(running->state_file, next->state_file))
+    if (!conf_same_str(running->state_file, next->state_file))
         conf_errors_add(errs, "%s: state.file: changed from %s to %s: " RESTART, f,
                         running->state_file ? running->state_file : "(none)",
                         next->state_file ? next->state_file : "(none)");
-    if (!same_str(running->audit_log_path, next->audit_log_path))
+    if (!conf_same_str(running->audit_log_path, next->audit_log_path))
         conf_errors_add(errs, "%s: state.audit_log: changed from %s to %s: " RESTART, f,
                         running->audit_log_path ? running->audit_log_path : "(none)",
                         next->audit_log_path ? next->audit_log_path : "(none)");
-    if (!same_str(running->access_log_path, next->access_log_path))
+    if (!conf_same_str(running->access_log_path, next->access_log_path))
         conf_errors_add(errs, "%s: access_log.path: changed from %s to %s: " RESTART, f,
                         running->access_log_path ? running->access_log_path : "(none)",
                         next->access_log_path ? next->access_log_path : "(none)");
     if (!same_redis(&running->redis, &next->redis))
         conf_errors_add(errs, "%s: redis: changed: " RESTART, f);
     /* Privileges are dropped once at start-up: there is no way back to root. */
-    if (!same_str(running->run_as.user, next->run_as.user) ||
+    if (!conf_same_str(running->run_as.user, next->run_as.user) ||
         running->run_as.uid != next->run_as.uid)
         conf_errors_add(errs, "%s: user: changed from %s to %s: " RESTART, f,
                         running->run_as.user ? running->run_as.user : "(none)",
                         next->run_as.user ? next->run_as.user : "(none)");
-    if (!same_str(running->run_as.group, next->run_as.group) ||
+    if (!conf_same_str(running->run_as.group, next->run_as.group) ||
         running->run_as.gid != next->run_as.gid)
         conf_errors_add(errs, "%s: group: changed from gid %u to gid %u: " RESTART, f,
                         running->run_as.gid, next->run_as.gid);

@@ -212,15 +212,10 @@ static void conf_clear(struct conf_health *h)
     memset(h, 0, sizeof(*h));
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 /* True when a check started under a would be judged the same under b. */
 static bool same_check(const struct conf_health *a, const struct conf_health *b)
 {
-    return same_str(a->path, b->path) && same_str(a->expect_body, b->expect_body) &&
+    return conf_same_str(a->path, b->path) && conf_same_str(a->expect_body, b->expect_body) &&
            a->expect_status == b->expect_status && a->timeout_ms == b->timeout_ms;
 }
 

@@ -148,11 +148,6 @@ fail:
     return NULL;
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 /* Gives listener i of snap its context: prev's when the settings and the
  * files' contents are the same, else a new one. A new context is stamped
  * with the digest only when the files read the same before and after it was
@@ -220,7 +215,7 @@ bool snapshot_same_pool_tls(const struct snapshot *a, const struct snapshot *b,
     /* The system's trust store has no digest here: it may have changed. */
     if (x->verify && x->ca == NULL)
         return false;
-    return x->verify == y->verify && same_str(x->ca, y->ca) && same_str(x->sni, y->sni) &&
+    return x->verify == y->verify && conf_same_str(x->ca, y->ca) && conf_same_str(x->sni, y->sni) &&
            memcmp(a->pool_ca_digest[colour], b->pool_ca_digest[colour],
                   sizeof(a->pool_ca_digest[colour])) == 0;
 }

@@ -264,21 +264,16 @@ int tls_files_digest(const struct conf_tls *conf, unsigned char digest[32])
     return rc;
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 bool tls_conf_same(const struct conf_tls *a, const struct conf_tls *b)
 {
     if (a->ncerts != b->ncerts)
         return false;
     for (size_t i = 0; i < a->ncerts; i++) {
-        if (!same_str(a->certs[i].cert, b->certs[i].cert) ||
-            !same_str(a->certs[i].key, b->certs[i].key))
+        if (!conf_same_str(a->certs[i].cert, b->certs[i].cert) ||
+            !conf_same_str(a->certs[i].key, b->certs[i].key))
             return false;
     }
-    return same_str(a->cert, b->cert) && same_str(a->key, b->key) &&
-           a->min_version == b->min_version && same_str(a->ciphers, b->ciphers) &&
-           same_str(a->ciphersuites, b->ciphersuites);
+    return conf_same_str(a->cert, b->cert) && conf_same_str(a->key, b->key) &&
+           a->min_version == b->min_version && conf_same_str(a->ciphers, b->ciphers) &&
+           conf_same_str(a->ciphersuites, b->ciphersuites);
 }
