@@ -126,8 +126,24 @@ static bool tls_cert_has_name(SSL_CTX *ctx)
     return found;
 }
 
-/* Loads one certificates[] entry the way the proxy will, and checks that its
- * certificate has a name to match the SNI against. */
+/* Loads cert and key into ctx the way the proxy will: readable files, a
+ * PEM chain, a key that matches it, and with sni a certificate with a name
+ * to match the SNI against. Reports at path.cert or path.key. */
+static void check_identity(struct cfgwalk *w, const char *path, SSL_CTX *ctx, const char *cert,
+                           const char *key, bool sni)
+{
+    bool cert_ok = cert && tls_file_readable(w, path, "cert", cert);
+    bool key_ok = key && tls_file_readable(w, path, "key", key);
+
+    if (cert_ok && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        tls_error(w, path, "cert", "not a PEM certificate chain");
+    else if (cert_ok && sni && !tls_cert_has_name(ctx))
+        tls_error(w, path, "cert", "no subjectAltName DNS entry nor CN to match the SNI against");
+    else if (cert_ok && key_ok && SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        tls_error(w, path, "key", "not a PEM private key for the certificate");
+}
+
+/* Checks one certificates[] entry (see check_identity). */
 static void check_tls_cert(struct cfgwalk *w, const char *path, const struct conf_tls_cert *c)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -136,15 +152,7 @@ static void check_tls_cert(struct cfgwalk *w, const char *path, const struct con
         w->oom = true;
         return;
     }
-    bool cert_ok = c->cert && tls_file_readable(w, path, "cert", c->cert);
-    bool key_ok = c->key && tls_file_readable(w, path, "key", c->key);
-
-    if (cert_ok && SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1)
-        tls_error(w, path, "cert", "not a PEM certificate chain");
-    else if (cert_ok && !tls_cert_has_name(ctx))
-        tls_error(w, path, "cert", "no subjectAltName DNS entry nor CN to match the SNI against");
-    else if (cert_ok && key_ok && SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1)
-        tls_error(w, path, "key", "not a PEM private key for the certificate");
+    check_identity(w, path, ctx, c->cert, c->key, true);
     SSL_CTX_free(ctx);
 }
 
@@ -194,13 +202,7 @@ static void check_tls(struct cfgwalk *w, const char *path, const struct conf_tls
         w->oom = true;
         return;
     }
-    bool cert_ok = t->cert && tls_file_readable(w, path, "cert", t->cert);
-    bool key_ok = t->key && tls_file_readable(w, path, "key", t->key);
-
-    if (cert_ok && SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
-        tls_error(w, path, "cert", "not a PEM certificate chain");
-    else if (cert_ok && key_ok && SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
-        tls_error(w, path, "key", "not a PEM private key for the certificate");
+    check_identity(w, path, ctx, t->cert, t->key, false);
     if (t->ciphers && SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1)
         tls_error(w, path, "ciphers", "no usable cipher");
     if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1)
