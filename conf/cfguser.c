@@ -47,14 +47,18 @@ static enum lookup settle(bool found, int rc)
     return LOOKUP_FAILED;
 }
 
-/* Looks name up in the user database, by uid when it is numeric. */
-static enum lookup find_user(const char *name, uint32_t *uid, uint32_t *gid)
+/* One getpw*_r() or getgr*_r() call into buf of size bytes: its error
+ * code, *found set when the entry was there. */
+typedef int (*lookup_call)(const char *name, void *entry, char *buf, size_t size, bool *found);
+
+/* Runs call with a buffer that doubles while the entry does not fit (up to
+ * LOOKUP_BUF_MAX). The entry's strings point into the buffer, freed here:
+ * callers read its ids only. */
+static enum lookup lookup(lookup_call call, const char *name, void *entry)
 {
-    struct passwd pw, *found = NULL;
     size_t size = LOOKUP_BUF_FIRST;
     char *buf = NULL;
-    uint32_t id;
-    bool by_id = parse_id(name, &id);
+    bool found = false;
     int rc;
 
     do {
@@ -65,44 +69,57 @@ static enum lookup find_user(const char *name, uint32_t *uid, uint32_t *gid)
             return LOOKUP_FAILED;
         }
         buf = nb;
-        rc = by_id ? getpwuid_r((uid_t)id, &pw, buf, size, &found)
-                   : getpwnam_r(name, &pw, buf, size, &found);
+        rc = call(name, entry, buf, size, &found);
         size *= 2;
     } while (rc == ERANGE && size <= LOOKUP_BUF_MAX);
-    if (found != NULL) {
+    free(buf);
+    return settle(found, rc);
+}
+
+static int call_user(const char *name, void *entry, char *buf, size_t size, bool *found)
+{
+    struct passwd *res = NULL;
+    uint32_t id;
+    int rc = parse_id(name, &id) ? getpwuid_r((uid_t)id, entry, buf, size, &res)
+                                 : getpwnam_r(name, entry, buf, size, &res);
+
+    *found = res != NULL;
+    return rc;
+}
+
+static int call_group(const char *name, void *entry, char *buf, size_t size, bool *found)
+{
+    struct group *res = NULL;
+    uint32_t id;
+    int rc = parse_id(name, &id) ? getgrgid_r((gid_t)id, entry, buf, size, &res)
+                                 : getgrnam_r(name, entry, buf, size, &res);
+
+    *found = res != NULL;
+    return rc;
+}
+
+/* Looks name up in the user database, by uid when it is numeric. */
+static enum lookup find_user(const char *name, uint32_t *uid, uint32_t *gid)
+{
+    struct passwd pw;
+    enum lookup r = lookup(call_user, name, &pw);
+
+    if (r == LOOKUP_FOUND) {
         *uid = pw.pw_uid;
         *gid = pw.pw_gid;
     }
-    free(buf);
-    return settle(found != NULL, rc);
+    return r;
 }
 
 /* Looks name up in the group database, by gid when it is numeric. */
 static enum lookup find_group(const char *name, uint32_t *gid)
 {
-    struct group gr, *found = NULL;
-    size_t size = LOOKUP_BUF_FIRST;
-    char *buf = NULL;
-    uint32_t id;
-    bool by_id = parse_id(name, &id);
-    int rc;
+    struct group gr;
+    enum lookup r = lookup(call_group, name, &gr);
 
-    do {
-        char *nb = realloc(buf, size);
-        if (nb == NULL) {
-            free(buf);
-            errno = ENOMEM;
-            return LOOKUP_FAILED;
-        }
-        buf = nb;
-        rc = by_id ? getgrgid_r((gid_t)id, &gr, buf, size, &found)
-                   : getgrnam_r(name, &gr, buf, size, &found);
-        size *= 2;
-    } while (rc == ERANGE && size <= LOOKUP_BUF_MAX);
-    if (found != NULL)
+    if (r == LOOKUP_FOUND)
         *gid = gr.gr_gid;
-    free(buf);
-    return settle(found != NULL, rc);
+    return r;
 }
 
 /* Resolves r->user. Returns 1 when its primary group is known too, 0 for a
